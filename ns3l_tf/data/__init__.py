@@ -1,0 +1,96 @@
+"""Datasets for semi-supervised training: sources, seeded splits, augmentation, tf.data streams.
+
+data = ns3l_tf.data.load_ssl_data("fashion_mnist", num_labeled=2000, seed=1)
+train = ns3l_tf.data.train_dataset(data, batch_size=64, unlabeled_batch_size=64, seed=1)
+val = ns3l_tf.data.eval_dataset(data, data.validation_images, data.validation_labels)
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ns3l_tf.data.pipeline import eval_dataset, train_dataset
+from ns3l_tf.data.sources import DATASETS, DataNotFoundError, DatasetInfo, RawData, load_raw
+from ns3l_tf.data.splits import SplitIndices, split_training_set
+
+
+@dataclasses.dataclass(frozen=True)
+class SSLData:
+    """One dataset split for semi-supervised training, as in-memory uint8 arrays.
+
+    `unlabeled_labels` are the hidden true labels of the unlabeled pool: never fed to
+    training, kept for diagnostics. `mean` and `std` `(C,)` are the per-channel statistics of
+    the training pool (labeled + unlabeled) on the [0, 1] scale.
+    """
+
+    info: DatasetInfo
+    split: SplitIndices
+    labeled_images: np.ndarray
+    labeled_labels: np.ndarray
+    unlabeled_images: np.ndarray
+    unlabeled_labels: np.ndarray
+    validation_images: np.ndarray
+    validation_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def ssl_data_from_raw(
+    info: DatasetInfo, raw: RawData, num_labeled: int, num_validation: int, seed: int
+) -> SSLData:
+    """Splits `raw`'s training images into labeled / unlabeled / validation (see splits.py)."""
+    split = split_training_set(
+        raw.train_labels, info.num_classes, num_labeled, num_validation, seed
+    )
+    pool = raw.train_images[np.concatenate([split.labeled, split.unlabeled])]
+    scaled = pool.reshape(-1, pool.shape[-1]).astype(np.float64) / 255.0
+    return SSLData(
+        info=info,
+        split=split,
+        labeled_images=raw.train_images[split.labeled],
+        labeled_labels=raw.train_labels[split.labeled],
+        unlabeled_images=raw.train_images[split.unlabeled],
+        unlabeled_labels=raw.train_labels[split.unlabeled],
+        validation_images=raw.train_images[split.validation],
+        validation_labels=raw.train_labels[split.validation],
+        test_images=raw.test_images,
+        test_labels=raw.test_labels,
+        mean=scaled.mean(axis=0).astype(np.float32),
+        std=scaled.std(axis=0).astype(np.float32),
+    )
+
+
+def load_ssl_data(
+    dataset: str,
+    num_labeled: int,
+    num_validation: int = 5000,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> SSLData:
+    """Loads `dataset` and splits it; the same arguments give the same split everywhere.
+
+    Raises:
+      DataNotFoundError: the data is not on this machine (the message says how to get it).
+      ValueError: impossible split sizes.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(sorted(DATASETS))}")
+    info = DATASETS[dataset]
+    return ssl_data_from_raw(info, load_raw(dataset, data_dir), num_labeled, num_validation, seed)
+
+
+__all__ = [
+    "DATASETS",
+    "DataNotFoundError",
+    "DatasetInfo",
+    "RawData",
+    "SSLData",
+    "SplitIndices",
+    "eval_dataset",
+    "load_ssl_data",
+    "split_training_set",
+    "ssl_data_from_raw",
+    "train_dataset",
+]
