@@ -1,0 +1,46 @@
+"""The supervised base method: cross-entropy on the labeled batch."""
+
+from keras import ops
+
+from ns3l_tf import losses
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+
+
+class Supervised:
+    """Labeled cross-entropy; also forwards the unlabeled batch when an additive term needs it.
+
+    With an unlabeled batch, labeled and unlabeled images go through the network in *one*
+    forward pass, so BatchNorm normalises with, and updates its moving statistics from, the
+    union of both batches once per step (as in Oliver et al.'s testbed). The unlabeled
+    targets are the model's own detached predictions.
+    """
+
+    loss_names = ("sup_loss",)
+    metric_names = ()
+
+    def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None) -> BaseOutputs:
+        """Runs the forward pass(es).
+
+        Args:
+          model: the `SSLModel`; called as `model(images, training=True)` → float32 logits.
+          x_labeled: `(B_l, H, W, C)` augmented labeled images.
+          y_labeled: `(B_l,)` integer labels.
+          x_unlabeled: `(B_u, H, W, C)` augmented unlabeled images, or None.
+        """
+        if x_unlabeled is None:
+            labeled_logits = model(x_labeled, training=True)
+            unlabeled_probs = targets = None
+        else:
+            num_labeled = ops.shape(x_labeled)[0]
+            logits = model(ops.concatenate([x_labeled, x_unlabeled], axis=0), training=True)
+            labeled_logits = logits[:num_labeled]
+            unlabeled_probs = ops.softmax(logits[num_labeled:], axis=-1)
+            targets = ops.stop_gradient(unlabeled_probs)
+        sup_loss = losses.cross_entropy(y_labeled, labeled_logits)
+        return BaseOutputs(
+            labeled_logits=labeled_logits,
+            labels=y_labeled,
+            unlabeled_probs=unlabeled_probs,
+            targets=targets,
+            contribution=Contribution(losses={"sup_loss": Term(sup_loss)}),
+        )

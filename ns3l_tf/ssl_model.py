@@ -1,0 +1,188 @@
+"""`SSLModel`: a Keras model whose train step sums a base SSL method and additive terms."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ns3l_tf import losses, methods
+from ns3l_tf.metrics import ErrorRate
+
+# The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
+DEFAULT_THRESHOLD_NUMERATOR = 0.4
+
+
+def default_ns3l_threshold(num_classes: int) -> float:
+    """The paper's NS³L threshold for `num_classes` classes: 0.4 / K."""
+    return DEFAULT_THRESHOLD_NUMERATOR / num_classes
+
+
+def _split_batch(data):
+    """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None)`."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        first, second = data
+        if isinstance(first, (tuple, list)) and len(first) == 2:
+            return first[0], first[1], second
+        return first, second, None
+    raise ValueError(
+        "SSLModel.fit expects batches ((x_labeled, y_labeled), x_unlabeled) or, for the "
+        f"supervised algorithm, (x_labeled, y_labeled); got {type(data).__name__}"
+    )
+
+
+@keras.saving.register_keras_serializable(package="ns3l_tf")
+class SSLModel(keras.Model):
+    """Semi-supervised classifier around any backbone that maps images to logits.
+
+    `train_step` takes batches `((x_l, y_l), x_u)`: `x_l` `(B_l, H, W, C)` float images,
+    `y_l` `(B_l,)` integer labels, `x_u` `(B_u, H, W, C)` unlabeled images (the supervised
+    algorithm also accepts plain `(x_l, y_l)`). The loss is
+
+        sup_loss + Σ_terms weight · term   (e.g. sup_loss + λ₁ · ns3l_loss),
+
+    averaged over the global batch under a `tf.distribute` strategy. `fit` logs `loss`, every
+    named term, `accuracy` (on the labeled batch) and `ns3l_negatives` (mean negatives per
+    unlabeled sample); `evaluate` logs `loss`, `accuracy` and `error` (percent).
+
+    Args:
+      backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
+        logits.
+      num_classes: K.
+      algorithm: `"supervised"` or `"ns3l"` (= `"supervised+ns3l"`).
+      ns3l_threshold: T in (0, 1); None means the paper's 0.4 / K. A non-trainable Variable,
+        so callbacks and tuners can assign to it.
+      ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and the unlabeled forward pass). Also a
+        non-trainable Variable.
+      **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Example:
+      model = SSLModel(ns3l_tf.models.small_cnn(), num_classes=10, algorithm="ns3l",
+                       ns3l_threshold=0.03, ns3l_weight=1.0)
+      model.compile(optimizer=keras.optimizers.Adam(1e-3))
+      model.fit(train_ds, steps_per_epoch=500, epochs=10, validation_data=val_ds)
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        num_classes: int,
+        algorithm: str = "supervised",
+        ns3l_threshold: float | None = None,
+        ns3l_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if ns3l_threshold is None:
+            ns3l_threshold = default_ns3l_threshold(num_classes)
+        if not 0.0 < ns3l_threshold < 1.0:
+            raise ValueError(f"ns3l_threshold must be in (0, 1), got {ns3l_threshold}")
+        if ns3l_weight < 0.0:
+            raise ValueError(f"ns3l_weight must be >= 0, got {ns3l_weight}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.algorithm = algorithm
+        self.ns3l_threshold = keras.Variable(
+            ns3l_threshold, dtype="float32", trainable=False, name="ns3l_threshold"
+        )
+        self.ns3l_weight = keras.Variable(
+            ns3l_weight, dtype="float32", trainable=False, name="ns3l_weight"
+        )
+
+        spec = methods.parse_algorithm(algorithm)
+        term_names = [t for t in spec.terms if not (t == "ns3l" and ns3l_weight == 0.0)]
+        self.base_method = methods.BASE_METHODS[spec.base](self)
+        self.additive_terms = [methods.ADDITIVE_TERMS[t](self) for t in term_names]
+
+        components = [self.base_method, *self.additive_terms]
+        self._loss_trackers = {"loss": keras.metrics.Mean(name="loss")}
+        for component in components:
+            for name in (*component.loss_names, *component.metric_names):
+                self._loss_trackers[name] = keras.metrics.Mean(name=name)
+        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self._error = ErrorRate(name="error")
+
+    @property
+    def uses_unlabeled_data(self) -> bool:
+        """True when the train step needs `((x_l, y_l), x_u)` batches."""
+        return bool(self.additive_terms)
+
+    def call(self, images, training=False):
+        """`(batch, H, W, C)` images → `(batch, K)` float32 logits."""
+        return ops.cast(self.backbone(images, training=training), "float32")
+
+    @property
+    def metrics(self):
+        # Our own trackers only: compile()'s loss tracker would duplicate the name "loss".
+        return [*self._loss_trackers.values(), self._accuracy, self._error]
+
+    def compile(self, optimizer="adam", **kwargs):
+        """Like `keras.Model.compile`, but the model owns its losses and metrics."""
+        for key in ("loss", "metrics", "loss_weights", "weighted_metrics"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"SSLModel computes its own losses and metrics; do not pass {key}= to "
+                    "compile (pass only optimizer=, and optionally jit_compile=)"
+                )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the optimizer when loading a `.keras` file (Keras skips custom compiles)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)  # so its saved state loads
+
+    def train_step(self, data):
+        x_labeled, y_labeled, x_unlabeled = _split_batch(data)
+        if self.uses_unlabeled_data and x_unlabeled is None:
+            raise ValueError(
+                f"algorithm {self.algorithm!r} needs unlabeled data: fit() on batches "
+                "((x_labeled, y_labeled), x_unlabeled)"
+            )
+        if not self.uses_unlabeled_data:
+            x_unlabeled = None
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
+            contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
+            named_losses = {k: t for c in contributions for k, t in c.losses.items()}
+            loss = ops.sum(
+                ops.stack([ops.cast(t.weight, "float32") * t.value for t in named_losses.values()])
+            )
+            # Gradients are summed over replicas: divide local means by the replica count.
+            scaled_loss = self.optimizer.scale_loss(loss / num_replicas)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+
+        self._loss_trackers["loss"].update_state(loss)
+        for contribution in contributions:
+            for name, term in contribution.losses.items():
+                self._loss_trackers[name].update_state(term.value)
+            for name, value in contribution.metrics.items():
+                self._loss_trackers[name].update_state(value)
+        self._accuracy.update_state(outputs.labels, outputs.labeled_logits)
+        return {m.name: m.result() for m in [*self._loss_trackers.values(), self._accuracy]}
+
+    def test_step(self, data):
+        images, labels = data[0], data[1]
+        logits = self(images, training=False)
+        self._loss_trackers["loss"].update_state(losses.cross_entropy(labels, logits))
+        self._accuracy.update_state(labels, logits)
+        self._error.update_state(labels, logits)
+        return {
+            m.name: m.result() for m in (self._loss_trackers["loss"], self._accuracy, self._error)
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "algorithm": self.algorithm,
+            "ns3l_threshold": float(self.ns3l_threshold.numpy()),
+            "ns3l_weight": float(self.ns3l_weight.numpy()),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
