@@ -1,0 +1,76 @@
+"""Callbacks of the training protocol: test-set evaluation, model selection, checkpoints."""
+
+import os
+
+import keras
+from absl import logging
+
+from ns3l_tf import io_utils
+
+
+class EvaluationHistory(keras.callbacks.Callback):
+    """After each validation, evaluates the test split and records both (Oliver et al. protocol).
+
+    Adds `test_loss`, `test_accuracy` and `test_error` to the epoch logs (so the progress bar
+    and TensorBoard show them) and keeps one record per evaluation. The test split is only
+    reported, never used for a choice: `best` is the evaluation with the lowest validation
+    error, and its test error is the figure to report.
+
+    Args:
+      test_data: finite `(x, y)` dataset of the test split.
+      steps_per_epoch: training steps between evaluations (to record the step).
+    """
+
+    def __init__(self, test_data, steps_per_epoch: int):
+        super().__init__()
+        self.test_data = test_data
+        self.steps_per_epoch = steps_per_epoch
+        self.records: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if "val_error" not in logs:
+            raise ValueError("EvaluationHistory needs fit(validation_data=...)")
+        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        for name, value in test.items():
+            logs[f"test_{name}"] = value
+        record = {"step": (epoch + 1) * self.steps_per_epoch}
+        record.update({name: float(value) for name, value in logs.items()})
+        self.records.append(record)
+        logging.info(
+            "step %d: val_error %.2f%%, test_error %.2f%%",
+            record["step"],
+            record["val_error"],
+            record["test_error"],
+        )
+
+    @property
+    def best(self) -> dict:
+        """The record with the lowest validation error (the earliest on ties)."""
+        return min(self.records, key=lambda r: r["val_error"])
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves `last.weights.h5` after every evaluation and `best.weights.h5` at each new lowest
+    `val_error`, each written to a temporary file and renamed, so a crash never leaves a
+    half-written checkpoint.
+
+    Args:
+      directory: where the two weight files go.
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+        self.best_val_error = float("inf")
+
+    def _save(self, name: str):
+        path = os.path.join(self.directory, name)
+        io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save("last.weights.h5")
+        val_error = (logs or {}).get("val_error")
+        if val_error is not None and val_error < self.best_val_error:
+            self.best_val_error = val_error
+            self._save("best.weights.h5")

@@ -1,0 +1,164 @@
+"""Run configuration: one frozen `Config`, validated once, built from absl flags by the CLI.
+
+Library code never reads flags: `Config` is what `ns3l_tf.train.run` takes, so notebooks and
+tuners build one directly (`Config(num_labeled=2000, algorithm="ns3l")`) and get the same
+checks and messages as the command line.
+"""
+
+import dataclasses
+import os
+
+from absl import flags
+
+from ns3l_tf import methods
+from ns3l_tf.data.sources import DATASETS
+from ns3l_tf.models import MODELS
+from ns3l_tf.ssl_model import default_ns3l_threshold
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names the flag and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything one training run depends on. Field names are the CLI flag names."""
+
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    num_labeled: int = 2000
+    num_validation: int = 5000
+    seed: int = 0
+    model: str = "small_cnn"
+    algorithm: str = "ns3l"
+    ns3l_threshold: float | None = None  # None: the paper's 0.4 / K
+    ns3l_weight: float = 1.0
+    batch_size: int = 64
+    unlabeled_batch_size: int = 64
+    learning_rate: float = 1e-3
+    lr_decay_step: int = 0  # 0: constant learning rate
+    lr_decay_factor: float = 0.2
+    train_steps: int = 3000
+    eval_every: int = 500
+    eval_batch_size: int = 1000
+    output_dir: str | None = None  # None: runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>
+
+    def __post_init__(self):
+        _validate(self)
+
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.dataset].num_classes
+
+    @property
+    def threshold(self) -> float:
+        """T with the default resolved."""
+        if self.ns3l_threshold is None:
+            return default_ns3l_threshold(self.num_classes)
+        return self.ns3l_threshold
+
+    @property
+    def run_dir(self) -> str:
+        """`output_dir`, or a name derived from the dataset, labels, algorithm and seed."""
+        if self.output_dir:
+            return self.output_dir
+        name = f"{self.dataset}_{self.num_labeled}_{self.algorithm.replace('+', '_')}"
+        return os.path.join("runs", f"{name}_seed{self.seed}")
+
+
+def _validate(c: Config) -> None:
+    def fail(flag: str, message: str):
+        raise ConfigError(f"--{flag}={getattr(c, flag)}: {message}")
+
+    if c.dataset not in DATASETS:
+        fail("dataset", f"unknown dataset; allowed: {', '.join(sorted(DATASETS))}")
+    if c.model not in MODELS:
+        fail("model", f"unknown model; allowed: {', '.join(sorted(MODELS))}")
+    try:
+        spec = methods.parse_algorithm(c.algorithm)
+    except ValueError as error:
+        raise ConfigError(f"--algorithm={c.algorithm}: {error}") from None
+    if c.ns3l_threshold is not None and not 0.0 < c.ns3l_threshold < 1.0:
+        fail("ns3l_threshold", "must be in the open interval (0, 1)")
+    if c.ns3l_weight < 0.0:
+        fail("ns3l_weight", "must be >= 0 (0 turns NS3L off)")
+    info = DATASETS[c.dataset]
+    if c.num_labeled <= 0 or c.num_labeled % info.num_classes:
+        fail(
+            "num_labeled",
+            f"must be a positive multiple of the {info.num_classes} classes of {c.dataset}",
+        )
+    if c.num_validation < 0:
+        fail("num_validation", "must be >= 0")
+    if c.num_labeled + c.num_validation >= info.train_size:
+        fail(
+            "num_labeled",
+            f"num_labeled + num_validation ({c.num_labeled} + {c.num_validation}) must leave "
+            f"unlabeled images among the {info.train_size} training images of {c.dataset}",
+        )
+    for flag in ("batch_size", "learning_rate", "train_steps", "eval_every", "eval_batch_size"):
+        if getattr(c, flag) <= 0:
+            fail(flag, "must be > 0")
+    if c.unlabeled_batch_size < 0:
+        fail("unlabeled_batch_size", "must be >= 0")
+    if spec.terms and c.ns3l_weight > 0 and c.unlabeled_batch_size == 0:
+        fail("unlabeled_batch_size", f"must be > 0 for --algorithm={c.algorithm}")
+    if not 0 <= c.lr_decay_step < c.train_steps:
+        fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
+    if not 0.0 < c.lr_decay_factor <= 1.0:
+        fail("lr_decay_factor", "must be in (0, 1]")
+    if c.train_steps % c.eval_every:
+        fail("eval_every", f"must divide --train_steps={c.train_steps}")
+
+
+# ---------------------------------------------------------------------------------------------
+# absl flags: one per Config field, defaults from Config.
+
+_DEFAULTS = Config()
+
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, f"Dataset: {', '.join(sorted(DATASETS))}.")
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Directory holding the dataset files (Fashion-MNIST IDX files); searched before "
+    "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
+)
+flags.DEFINE_integer("num_labeled", _DEFAULTS.num_labeled, "Labeled images, balanced by class.")
+flags.DEFINE_integer(
+    "num_validation", _DEFAULTS.num_validation, "Training images held out for validation."
+)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Draws the labeled subset and seeds training.")
+flags.DEFINE_string("model", _DEFAULTS.model, f"Backbone: {', '.join(sorted(MODELS))}.")
+flags.DEFINE_string("algorithm", _DEFAULTS.algorithm, "supervised | ns3l (= supervised + NS3L).")
+flags.DEFINE_float(
+    "ns3l_threshold", None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
+)
+flags.DEFINE_float("ns3l_weight", _DEFAULTS.ns3l_weight, "NS3L weight lambda_1; 0 turns NS3L off.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Labeled images per step.")
+flags.DEFINE_integer(
+    "unlabeled_batch_size", _DEFAULTS.unlabeled_batch_size, "Unlabeled images per step."
+)
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.")
+flags.DEFINE_integer(
+    "lr_decay_step",
+    _DEFAULTS.lr_decay_step,
+    "Step at which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
+    "staircase decay); 0 keeps it constant.",
+)
+flags.DEFINE_float("lr_decay_factor", _DEFAULTS.lr_decay_factor, "Learning-rate decay factor.")
+flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Training steps (batches).")
+flags.DEFINE_integer(
+    "eval_every", _DEFAULTS.eval_every, "Steps between evaluations on validation and test."
+)
+flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size, "Batch size of evaluation.")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where results.json, checkpoints and TensorBoard logs go; default "
+    "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>.",
+)
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+    """Builds the validated `Config` from parsed flags (raises `ConfigError`)."""
+    return Config(**{f.name: flag_values[f.name].value for f in dataclasses.fields(Config)})

@@ -1,0 +1,180 @@
+"""Train one semi-supervised model and write `results.json`.
+
+    python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg [--flag=value ...]
+
+Flags given after `--flagfile` override the file. Bad flag values end with one line on stderr
+and exit code 2 before anything is loaded or written. The run writes into `--output_dir`:
+`results.json` (written last, atomically), `checkpoints/{last,best}.weights.h5`,
+`model.keras` and `tensorboard/`.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from ns3l_tf import data as data_lib
+from ns3l_tf import io_utils
+from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
+from ns3l_tf.config import Config, ConfigError, config_from_flags
+from ns3l_tf.models import build_backbone
+from ns3l_tf.ssl_model import SSLModel
+
+USAGE_ERROR = 2
+
+
+def learning_rate_schedule(config: Config):
+    """`learning_rate`, times `lr_decay_factor` from step `lr_decay_step` on (if > 0)."""
+    if not config.lr_decay_step:
+        return config.learning_rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [config.lr_decay_step],
+        [config.learning_rate, config.learning_rate * config.lr_decay_factor],
+    )
+
+
+def build_model(config: Config) -> SSLModel:
+    """The compiled, built `SSLModel` of `config` (Adam with `learning_rate_schedule`)."""
+    info = data_lib.DATASETS[config.dataset]
+    backbone = build_backbone(config.model, info.num_classes, info.image_shape)
+    model = SSLModel(
+        backbone,
+        num_classes=info.num_classes,
+        algorithm=config.algorithm,
+        ns3l_threshold=config.threshold,
+        ns3l_weight=config.ns3l_weight,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)))
+    model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
+    return model
+
+
+def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") -> dict:
+    """Trains as `config` says, evaluating every `eval_every` steps, and writes the outputs.
+
+    Args:
+      config: the validated run configuration.
+      data: a preloaded split (e.g. a subset in tests); default loads `config.dataset`.
+      verbose: Keras progress output: "auto" (a bar on a terminal, one line per evaluation
+        otherwise), 0, 1 or 2.
+
+    Returns:
+      The dictionary written to `results.json`. Errors are percentages; `test_error` is at
+      the last evaluation, `best_val_test_error` at the evaluation with the lowest
+      validation error.
+    """
+    if data is None:
+        data = data_lib.load_ssl_data(
+            config.dataset, config.num_labeled, config.num_validation, config.seed, config.data_dir
+        )
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config)
+    train_ds = data_lib.train_dataset(
+        data,
+        config.batch_size,
+        config.unlabeled_batch_size if model.uses_unlabeled_data else 0,
+        seed=config.seed,
+    )
+    val_ds = data_lib.eval_dataset(
+        data, data.validation_images, data.validation_labels, config.eval_batch_size
+    )
+    test_ds = data_lib.eval_dataset(
+        data, data.test_images, data.test_labels, config.eval_batch_size
+    )
+
+    run_dir = config.run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every)
+    callbacks = [
+        history,
+        AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+    ]
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    logging.info(
+        "%s: %d labeled, %d unlabeled, %d validation, %d test images; %s with T=%g, lambda1=%g",
+        config.dataset,
+        len(data.labeled_labels),
+        len(data.unlabeled_labels),
+        len(data.validation_labels),
+        len(data.test_labels),
+        config.algorithm if model.uses_unlabeled_data else "supervised",
+        config.threshold,
+        config.ns3l_weight,
+    )
+    start = time.time()
+    model.fit(
+        train_ds,
+        steps_per_epoch=config.eval_every,
+        epochs=config.train_steps // config.eval_every,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the tf.data streams shuffle themselves
+    )
+    seconds = time.time() - start
+    io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
+
+    last, best = history.records[-1], history.best
+    results = {
+        "test_error": last["test_error"],
+        "final_val_error": last["val_error"],
+        "best_val_test_error": best["test_error"],
+        "best_val_error": best["val_error"],
+        "best_val_step": best["step"],
+        "steps": int(model.optimizer.iterations.numpy()),
+        "seconds": round(seconds, 2),
+        "num_labeled": len(data.labeled_labels),
+        "num_unlabeled": len(data.unlabeled_labels),
+        "num_validation": len(data.validation_labels),
+        "labeled_digest": data.split.labeled_digest(),
+        "flags": {**dataclasses.asdict(config), "ns3l_threshold": config.threshold},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "history": history.records,
+    }
+    io_utils.write_json(os.path.join(run_dir, "results.json"), results)
+    return results
+
+
+def _usage_error(message: str):
+    """One line on stderr, exit code 2."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing whose errors exit with code 2 and one line (absl's own exit with 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _usage_error(str(error))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _usage_error(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    try:
+        config = config_from_flags()
+        data = data_lib.load_ssl_data(
+            config.dataset, config.num_labeled, config.num_validation, config.seed, config.data_dir
+        )
+    except (ConfigError, data_lib.DataNotFoundError) as error:
+        _usage_error(str(error))
+    results = run(config, data)
+    print(
+        f"test error {results['test_error']:.2f}% after {results['steps']} steps "
+        f"({results['seconds']:.0f} s); at the lowest validation error "
+        f"({results['best_val_error']:.2f}%, step {results['best_val_step']}): "
+        f"test error {results['best_val_test_error']:.2f}%; results in "
+        f"{os.path.join(config.run_dir, 'results.json')}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,139 @@
+"""The CLI: flag validation (exit code 2, one line, nothing written), flagfiles, end to end."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ns3l_tf import train
+from ns3l_tf.config import Config, ConfigError, config_from_flags
+
+from .conftest import REPO_ROOT
+
+BAD_FLAGS = [
+    (["--ns3l_threshold=0"], "--ns3l_threshold=0.0: must be in the open interval (0, 1)"),
+    (["--ns3l_threshold=1.5"], "--ns3l_threshold=1.5: must be in the open interval (0, 1)"),
+    (["--ns3l_weight=-0.5"], "--ns3l_weight=-0.5: must be >= 0 (0 turns NS3L off)"),
+    (
+        ["--num_labeled=60000"],
+        "--num_labeled=60000: num_labeled + num_validation (60000 + 5000) must leave unlabeled "
+        "images among the 60000 training images of fashion_mnist",
+    ),
+    (["--num_labeled=2005"], "--num_labeled=2005: must be a positive multiple of the 10 classes"),
+    (["--dataset=imagenet"], "--dataset=imagenet: unknown dataset; allowed: fashion_mnist"),
+    (["--algorithm=vatt"], "--algorithm=vatt: unknown algorithm 'vatt': components must be one of"),
+    (["--model=resnet50"], "--model=resnet50: unknown model; allowed: small_cnn, wrn28_2"),
+    (["--eval_every=7"], "--eval_every=7: must divide --train_steps=1200"),
+    (["--unlabeled_batch_size=0"], "--unlabeled_batch_size=0: must be > 0 for --algorithm=ns3l"),
+    (["--num_labeled=abc"], "flag --num_labeled=abc: invalid literal"),
+    (["--treshold=0.1"], "Unknown command line flag 'treshold'"),
+    (["--flagfile=flags/missing.cfg"], "flags/missing.cfg"),
+    (["extra"], "unexpected arguments ['extra']"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS)
+def test_bad_flags_exit_2_with_one_line_before_any_work(
+    argv, message, saved_flags, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(REPO_ROOT)
+    output_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        rest = train.parse_flags(
+            ["prog", "--flagfile=flags/fmnist_quick.cfg", f"--output_dir={output_dir}", *argv]
+        )
+        train.main(rest)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert not output_dir.exists()
+
+
+def test_config_refuses_bad_values_outside_the_cli():
+    with pytest.raises(ConfigError, match="--ns3l_weight=-1: must be >= 0"):
+        Config(ns3l_weight=-1)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(REPO_ROOT, "flags", "**", "*.cfg"), recursive=True))
+)
+def test_every_flagfile_parses_and_validates(path, saved_flags, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    train.parse_flags(["prog", f"--flagfile={os.path.relpath(path, REPO_ROOT)}"])
+    assert isinstance(config_from_flags(), Config)
+
+
+def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg"])
+    config = config_from_flags()
+    assert (config.dataset, config.model, config.num_labeled) == (
+        "fashion_mnist",
+        "small_cnn",
+        2000,
+    )
+    assert (config.algorithm, config.ns3l_threshold, config.ns3l_weight) == ("ns3l", 0.03, 1.0)
+    saved_flags.unparse_flags()
+    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
+    assert config_from_flags().ns3l_weight == 0.0  # later flags win
+    saved_flags.unparse_flags()
+    train.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
+    assert config_from_flags().ns3l_weight == 1.0
+
+
+def test_default_output_dir_names_the_run():
+    config = Config(num_labeled=1000, algorithm="supervised+ns3l", seed=3)
+    assert config.run_dir == os.path.join("runs", "fashion_mnist_1000_supervised_ns3l_seed3")
+
+
+def _run_cli(*argv):
+    return subprocess.run(
+        [sys.executable, "-m", "ns3l_tf.train", *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_usage_error_in_a_real_process():
+    result = _run_cli("--ns3l_threshold=2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --ns3l_threshold=2.0: must be in the open interval (0, 1)"
+    )
+
+
+@pytest.mark.large
+def test_cli_end_to_end(tmp_path):
+    output_dir = tmp_path / "run"
+    result = _run_cli(
+        "--flagfile=flags/fmnist_quick.cfg",
+        "--train_steps=20",
+        "--eval_every=10",
+        "--num_validation=1000",
+        f"--output_dir={output_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test error" in result.stdout
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["steps"] == 20 and results["seconds"] > 0
+    assert (results["num_labeled"], results["num_validation"]) == (2000, 1000)
+    assert results["num_unlabeled"] == 60000 - 2000 - 1000
+    assert [r["step"] for r in results["history"]] == [10, 20]
+    best = min(results["history"], key=lambda r: r["val_error"])
+    assert results["best_val_test_error"] == best["test_error"]
+    assert results["test_error"] == results["history"][-1]["test_error"]
+    assert results["final_val_error"] == results["history"][-1]["val_error"]
+    for key in ("test_error", "best_val_test_error", "final_val_error"):
+        assert 0.0 <= results[key] <= 100.0
+    assert results["flags"]["ns3l_threshold"] == 0.03 and results["flags"]["algorithm"] == "ns3l"
+    assert {"ns3l_loss", "ns3l_negatives", "test_error"} <= set(results["history"][0])
+    assert len(results["labeled_digest"]) == 64
+    files = sorted(os.listdir(output_dir))
+    assert files == ["checkpoints", "model.keras", "results.json", "tensorboard"]
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]
