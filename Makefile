@@ -1,0 +1,49 @@
+# Quick start: `make demo` trains NS3L on real Fashion-MNIST; `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# TensorFlow flavour: tensorflow-cpu unless an NVIDIA driver is present.
+TF_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data demo test lint format benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[$(TF_EXTRA),test]"
+	touch $@
+
+# Real Fashion-MNIST (Debian package dataset-fashion-mnist), unless NS3L_DATA_DIR points at it.
+data:
+	@if [ -n "$$NS3L_DATA_DIR" ] || [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist', or set NS3L_DATA_DIR to a directory holding its four IDX files" >&2; \
+		exit 1; \
+	fi
+
+demo: install data
+	$(BIN)/python -m ns3l_tf.train --flagfile=flags/fmnist_quick.cfg
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+benchmark: install data
+	$(BIN)/python benchmarks/fmnist_ns3l_vs_supervised.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info
