@@ -7,6 +7,7 @@ checks and messages as the command line.
 
 import dataclasses
 import os
+import typing
 
 from absl import flags
 
@@ -20,28 +21,47 @@ class ConfigError(ValueError):
     """A configuration value is not allowed; the message names the flag and what is allowed."""
 
 
+def _field(default, help_text: str):
+    """A Config field whose flag help is `help_text`."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one training run depends on. Field names are the CLI flag names."""
 
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    num_labeled: int = 2000
-    num_validation: int = 5000
-    seed: int = 0
-    model: str = "small_cnn"
-    algorithm: str = "ns3l"
-    ns3l_threshold: float | None = None  # None: the paper's 0.4 / K
-    ns3l_weight: float = 1.0
-    batch_size: int = 64
-    unlabeled_batch_size: int = 64
-    learning_rate: float = 1e-3
-    lr_decay_step: int = 0  # 0: constant learning rate
-    lr_decay_factor: float = 0.2
-    train_steps: int = 3000
-    eval_every: int = 500
-    eval_batch_size: int = 1000
-    output_dir: str | None = None  # None: runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>
+    dataset: str = _field("fashion_mnist", f"Dataset: {', '.join(sorted(DATASETS))}.")
+    data_dir: str | None = _field(
+        None,
+        "Directory holding the dataset files (Fashion-MNIST IDX files); searched before "
+        "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
+    )
+    num_labeled: int = _field(2000, "Labeled images, the same number per class.")
+    num_validation: int = _field(5000, "Training images held out for validation.")
+    seed: int = _field(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
+    model: str = _field("small_cnn", f"Backbone: {', '.join(sorted(MODELS))}.")
+    algorithm: str = _field("ns3l", "supervised | ns3l (= supervised + NS3L).")
+    ns3l_threshold: float | None = _field(
+        None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
+    )
+    ns3l_weight: float = _field(1.0, "NS3L weight lambda_1 >= 0; 0 turns NS3L off.")
+    batch_size: int = _field(64, "Labeled images per step.")
+    unlabeled_batch_size: int = _field(64, "Unlabeled images per step.")
+    learning_rate: float = _field(1e-3, "Adam learning rate.")
+    lr_decay_step: int = _field(
+        0,
+        "Step from which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
+        "staircase decay); 0 keeps it constant.",
+    )
+    lr_decay_factor: float = _field(0.2, "Learning-rate decay factor.")
+    train_steps: int = _field(3000, "Training steps (batches).")
+    eval_every: int = _field(500, "Steps between evaluations on validation and test.")
+    eval_batch_size: int = _field(1000, "Batch size of evaluation.")
+    output_dir: str | None = _field(
+        None,
+        "Where results.json, checkpoints and TensorBoard logs go; default "
+        "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>.",
+    )
 
     def __post_init__(self):
         _validate(self)
@@ -111,52 +131,11 @@ def _validate(c: Config) -> None:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
 
 
-# ---------------------------------------------------------------------------------------------
-# absl flags: one per Config field, defaults from Config.
-
-_DEFAULTS = Config()
-
-flags.DEFINE_string("dataset", _DEFAULTS.dataset, f"Dataset: {', '.join(sorted(DATASETS))}.")
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "Directory holding the dataset files (Fashion-MNIST IDX files); searched before "
-    "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
-)
-flags.DEFINE_integer("num_labeled", _DEFAULTS.num_labeled, "Labeled images, balanced by class.")
-flags.DEFINE_integer(
-    "num_validation", _DEFAULTS.num_validation, "Training images held out for validation."
-)
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Draws the labeled subset and seeds training.")
-flags.DEFINE_string("model", _DEFAULTS.model, f"Backbone: {', '.join(sorted(MODELS))}.")
-flags.DEFINE_string("algorithm", _DEFAULTS.algorithm, "supervised | ns3l (= supervised + NS3L).")
-flags.DEFINE_float(
-    "ns3l_threshold", None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
-)
-flags.DEFINE_float("ns3l_weight", _DEFAULTS.ns3l_weight, "NS3L weight lambda_1; 0 turns NS3L off.")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Labeled images per step.")
-flags.DEFINE_integer(
-    "unlabeled_batch_size", _DEFAULTS.unlabeled_batch_size, "Unlabeled images per step."
-)
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.")
-flags.DEFINE_integer(
-    "lr_decay_step",
-    _DEFAULTS.lr_decay_step,
-    "Step at which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
-    "staircase decay); 0 keeps it constant.",
-)
-flags.DEFINE_float("lr_decay_factor", _DEFAULTS.lr_decay_factor, "Learning-rate decay factor.")
-flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Training steps (batches).")
-flags.DEFINE_integer(
-    "eval_every", _DEFAULTS.eval_every, "Steps between evaluations on validation and test."
-)
-flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size, "Batch size of evaluation.")
-flags.DEFINE_string(
-    "output_dir",
-    None,
-    "Where results.json, checkpoints and TensorBoard logs go; default "
-    "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>.",
-)
+# absl flags: one per Config field, with the field's default and help.
+_DEFINE_FLAG = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+for _f in dataclasses.fields(Config):
+    _type = next(t for t in typing.get_args(_f.type) or (_f.type,) if t is not type(None))
+    _DEFINE_FLAG[_type](_f.name, _f.default, _f.metadata["help"])
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:

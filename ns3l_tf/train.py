@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
 from ns3l_tf import io_utils
 from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
@@ -26,6 +27,8 @@ from ns3l_tf.models import build_backbone
 from ns3l_tf.ssl_model import SSLModel
 
 USAGE_ERROR = 2
+
+flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
 
 
 def learning_rate_schedule(config: Config):
