@@ -115,6 +115,7 @@ def test_cli_end_to_end(tmp_path):
         "--flagfile=flags/fmnist_quick.cfg",
         "--train_steps=20",
         "--eval_every=10",
+        "--lr_decay_step=15",
         "--num_validation=1000",
         f"--output_dir={output_dir}",
     )
