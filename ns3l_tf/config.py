@@ -37,7 +37,16 @@ class Config:
         "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
     )
     num_labeled: int = _field(2000, "Labeled images, the same number per class.")
-    num_validation: int = _field(5000, "Training images held out for validation.")
+    num_validation: int | None = _field(
+        None,
+        "Training images held out for validation; default the dataset's standard size "
+        "(5000; 7325 for svhn_cropped; 0 for stl10).",
+    )
+    extra_unlabeled: bool | None = _field(
+        None,
+        "Add the extra unlabeled split (svhn_cropped: extra, 531,131 images; stl10: "
+        "unlabelled, 100,000); default on for stl10 only.",
+    )
     seed: int = _field(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
     model: str = _field("small_cnn", f"Backbone: {', '.join(sorted(MODELS))}.")
     algorithm: str = _field("ns3l", "supervised | ns3l (= supervised + NS3L).")
@@ -71,11 +80,35 @@ class Config:
         return DATASETS[self.dataset].num_classes
 
     @property
+    def validation_size(self) -> int:
+        """`num_validation` with the dataset's default resolved."""
+        if self.num_validation is None:
+            return DATASETS[self.dataset].default_num_validation
+        return self.num_validation
+
+    @property
     def threshold(self) -> float:
         """T with the default resolved."""
         if self.ns3l_threshold is None:
             return default_ns3l_threshold(self.num_classes)
         return self.ns3l_threshold
+
+    def load_data(self):
+        """The `ns3l_tf.data.SSLData` split this config names.
+
+        Raises:
+          DataNotFoundError: the data is not on this machine (the message says how to get it).
+        """
+        from ns3l_tf import data as data_lib
+
+        return data_lib.load_ssl_data(
+            self.dataset,
+            self.num_labeled,
+            self.validation_size,
+            self.seed,
+            self.data_dir,
+            self.extra_unlabeled,
+        )
 
     @property
     def run_dir(self) -> str:
@@ -108,14 +141,16 @@ def _validate(c: Config) -> None:
             "num_labeled",
             f"must be a positive multiple of the {info.num_classes} classes of {c.dataset}",
         )
-    if c.num_validation < 0:
+    if c.validation_size < 0:
         fail("num_validation", "must be >= 0")
-    if c.num_labeled + c.num_validation >= info.train_size:
+    if c.num_labeled + c.validation_size >= info.train_size:
         fail(
             "num_labeled",
-            f"num_labeled + num_validation ({c.num_labeled} + {c.num_validation}) must leave "
+            f"num_labeled + num_validation ({c.num_labeled} + {c.validation_size}) must leave "
             f"unlabeled images among the {info.train_size} training images of {c.dataset}",
         )
+    if c.extra_unlabeled and not info.extra_split:
+        fail("extra_unlabeled", f"{c.dataset} has no extra unlabeled split")
     for flag in ("batch_size", "learning_rate", "train_steps", "eval_every", "eval_batch_size"):
         if getattr(c, flag) <= 0:
             fail(flag, "must be > 0")
@@ -132,7 +167,12 @@ def _validate(c: Config) -> None:
 
 
 # absl flags: one per Config field, with the field's default and help.
-_DEFINE_FLAG = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+_DEFINE_FLAG = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
 for _f in dataclasses.fields(Config):
     _type = next(t for t in typing.get_args(_f.type) or (_f.type,) if t is not type(None))
     _DEFINE_FLAG[_type](_f.name, _f.default, _f.metadata["help"])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ns3l_tf import train
+from ns3l_tf import cli, train
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 
 from .conftest import REPO_ROOT
@@ -23,7 +23,12 @@ BAD_FLAGS = [
         "images among the 60000 training images of fashion_mnist",
     ),
     (["--num_labeled=2005"], "--num_labeled=2005: must be a positive multiple of the 10 classes"),
-    (["--dataset=imagenet"], "--dataset=imagenet: unknown dataset; allowed: fashion_mnist"),
+    (
+        ["--dataset=imagenet"],
+        "--dataset=imagenet: unknown dataset; allowed: cifar10, cifar100, fashion_mnist, "
+        "stl10, svhn_cropped",
+    ),
+    (["--extra_unlabeled"], "--extra_unlabeled=True: fashion_mnist has no extra unlabeled split"),
     (["--algorithm=vatt"], "--algorithm=vatt: unknown algorithm 'vatt': components must be one of"),
     (["--model=resnet50"], "--model=resnet50: unknown model; allowed: small_cnn, wrn28_2"),
     (["--eval_every=7"], "--eval_every=7: must divide --train_steps=1200"),
@@ -42,7 +47,7 @@ def test_bad_flags_exit_2_with_one_line_before_any_work(
     monkeypatch.chdir(REPO_ROOT)
     output_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        rest = train.parse_flags(
+        rest = cli.parse_flags(
             ["prog", "--flagfile=flags/fmnist_quick.cfg", f"--output_dir={output_dir}", *argv]
         )
         train.main(rest)
@@ -63,13 +68,13 @@ def test_config_refuses_bad_values_outside_the_cli():
 )
 def test_every_flagfile_parses_and_validates(path, saved_flags, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    train.parse_flags(["prog", f"--flagfile={os.path.relpath(path, REPO_ROOT)}"])
+    cli.parse_flags(["prog", f"--flagfile={os.path.relpath(path, REPO_ROOT)}"])
     assert isinstance(config_from_flags(), Config)
 
 
 def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg"])
+    cli.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg"])
     config = config_from_flags()
     assert (config.dataset, config.model, config.num_labeled) == (
         "fashion_mnist",
@@ -78,10 +83,10 @@ def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
     )
     assert (config.algorithm, config.ns3l_threshold, config.ns3l_weight) == ("ns3l", 0.03, 1.0)
     saved_flags.unparse_flags()
-    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
+    cli.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
     assert config_from_flags().ns3l_weight == 0.0  # later flags win
     saved_flags.unparse_flags()
-    train.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
+    cli.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
     assert config_from_flags().ns3l_weight == 1.0
 
 
