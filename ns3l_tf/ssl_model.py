@@ -47,9 +47,10 @@ class SSLModel(keras.Model):
       backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
         logits.
       num_classes: K.
-      algorithm: one base method (`supervised`, `pseudo_label`, `vat`) and any additive terms
-        (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (= `"supervised+ns3l"`),
-        `"vat+entmin"`, `"vat+ns3l"`.
+      algorithm: one base method (`supervised`, `pseudo_label`, `vat`, `mixmatch`) and any
+        additive terms (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (=
+        `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"mixmatch+ns3l"`. MixMatch takes
+        unlabeled batches of shape `(2, B_u, H, W, C)` (two augmentations).
       ns3l_threshold: T in (0, 1); None means the paper's 0.4 / K. A non-trainable Variable,
         so callbacks and tuners can assign to it.
       ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and, for the supervised base, the
@@ -60,6 +61,12 @@ class SSLModel(keras.Model):
       vat_xi: VAT's finite-difference step ξ (1e-6).
       vat_weight: VAT's weight λ₂ (0.3), a Variable.
       entmin_weight: entropy minimisation's weight (0.1), a Variable.
+      mixmatch_weight: MixMatch's λ₃ (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100), a
+        Variable.
+      mixmatch_temperature: MixMatch's sharpening temperature (0.5).
+      mixmatch_alpha: MixMatch's Beta(α, α) MixUp parameter (0.75).
+      mixmatch_rampup_steps: steps of MixMatch's linear warm-up of λ₃ (16,384 = 1,024 kimg
+        at batch 64).
       rampup_steps: steps of Oliver et al.'s sigmoid warm-up `exp(−5(1 − t/t_w)²)` of every
         unlabeled term's weight (Pseudo-Label, VAT, EntMin, NS³L); 0 for none.
       seed: seeds the model's own randomness (VAT's directions); None draws one.
@@ -86,6 +93,10 @@ class SSLModel(keras.Model):
         vat_xi: float = 1e-6,
         vat_weight: float = 0.3,
         entmin_weight: float = 0.1,
+        mixmatch_weight: float = 75.0,
+        mixmatch_temperature: float = 0.5,
+        mixmatch_alpha: float = 0.75,
+        mixmatch_rampup_steps: int = 16384,
         rampup_steps: int = 0,
         seed: int | None = None,
         **kwargs,
@@ -118,6 +129,12 @@ class SSLModel(keras.Model):
         self.entmin_weight = keras.Variable(
             entmin_weight, dtype="float32", trainable=False, name="entmin_weight"
         )
+        self.mixmatch_weight = keras.Variable(
+            mixmatch_weight, dtype="float32", trainable=False, name="mixmatch_weight"
+        )
+        self.mixmatch_temperature = mixmatch_temperature
+        self.mixmatch_alpha = mixmatch_alpha
+        self.mixmatch_rampup_steps = mixmatch_rampup_steps
         self.rampup_steps = rampup_steps
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -140,9 +157,18 @@ class SSLModel(keras.Model):
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
         return self.base_method.needs_unlabeled or bool(self.additive_terms)
 
+    @property
+    def unlabeled_augmentations(self) -> int:
+        """Augmentations per unlabeled image the train step expects (2 for MixMatch)."""
+        return self.base_method.unlabeled_augmentations
+
     def consistency_rampup(self, step):
         """Oliver et al.'s warm-up factor of the unlabeled terms at optimizer step `step`."""
         return schedules.sigmoid_rampup(step, self.rampup_steps)
+
+    def mixmatch_rampup(self, step):
+        """MixMatch's linear warm-up factor of λ₃ at optimizer step `step`."""
+        return schedules.linear_rampup(step, self.mixmatch_rampup_steps)
 
     def call(self, images, training=False):
         """`(batch, H, W, C)` images → `(batch, K)` float32 logits."""
@@ -223,6 +249,10 @@ class SSLModel(keras.Model):
             "vat_xi": self.vat_xi,
             "vat_weight": float(self.vat_weight.numpy()),
             "entmin_weight": float(self.entmin_weight.numpy()),
+            "mixmatch_weight": float(self.mixmatch_weight.numpy()),
+            "mixmatch_temperature": self.mixmatch_temperature,
+            "mixmatch_alpha": self.mixmatch_alpha,
+            "mixmatch_rampup_steps": self.mixmatch_rampup_steps,
             "rampup_steps": self.rampup_steps,
             "seed": self.seed,
         }

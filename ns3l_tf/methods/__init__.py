@@ -1,7 +1,8 @@
 """Semi-supervised methods: one base method plus any additive terms, named by an algorithm string.
 
 An algorithm string joins one base method and any additive terms with `+`: `"supervised"`,
-`"ns3l"` (short for `"supervised+ns3l"`), `"vat+entmin+ns3l"`, `"pseudo_label+ns3l"`. Adding a
+`"ns3l"` (short for `"supervised+ns3l"`), `"vat+entmin+ns3l"`, `"pseudo_label+ns3l"`,
+`"mixmatch+ns3l"`. Adding a
 method is a new module here and one registry line. Each factory takes the `SSLModel`, which
 owns the hyperparameters (as Variables where a callback may change them).
 """
@@ -10,6 +11,7 @@ import dataclasses
 
 from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
 from ns3l_tf.methods.entmin import EntMin
+from ns3l_tf.methods.mixmatch import MixMatch
 from ns3l_tf.methods.ns3l import NS3L
 from ns3l_tf.methods.pseudo_label import PseudoLabel
 from ns3l_tf.methods.supervised import Supervised
@@ -23,6 +25,14 @@ BASE_METHODS = {
     ),
     "vat": lambda m: VAT(
         m.vat_epsilon, m.vat_xi, m.vat_weight, m.seed_generator, m.consistency_rampup
+    ),
+    "mixmatch": lambda m: MixMatch(
+        m.num_classes,
+        m.mixmatch_temperature,
+        m.mixmatch_alpha,
+        m.mixmatch_weight,
+        m.seed_generator,
+        m.mixmatch_rampup,
     ),
 }
 # Additive terms only read the base method's outputs: name -> factory(model).
@@ -70,6 +80,7 @@ __all__ = [
     "BaseOutputs",
     "Contribution",
     "EntMin",
+    "MixMatch",
     "NS3L",
     "PseudoLabel",
     "Supervised",
