@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 from absl import logging
 
 from ns3l_tf import io_utils
@@ -20,17 +21,21 @@ class EvaluationHistory(keras.callbacks.Callback):
     Args:
       test_data: finite `(x, y)` dataset of the test split.
       steps_per_epoch: training steps between evaluations (to record the step).
+      use_ema: evaluate the test split with the optimizer's moving average of the weights
+        (pair with `keras.callbacks.SwapEMAWeights()` in `fit` for validation).
     """
 
-    def __init__(self, test_data, steps_per_epoch: int):
+    def __init__(self, test_data, steps_per_epoch: int, use_ema: bool = False):
         super().__init__()
         self.test_data = test_data
         self.steps_per_epoch = steps_per_epoch
+        self.use_ema = use_ema
         self.records: list[dict] = []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
+        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=swap)
         for name, value in test.items():
             logs[f"test_{name}"] = value
         record = {"step": (epoch + 1) * self.steps_per_epoch}
@@ -42,6 +47,10 @@ class EvaluationHistory(keras.callbacks.Callback):
             f"{record['val_error']:.2f}%" if "val_error" in record else "-",
             record["test_error"],
         )
+
+    def median_test_error(self, last: int = 20) -> float:
+        """Median test error of the last `last` evaluations (the MixMatch protocol)."""
+        return float(np.median([r["test_error"] for r in self.records[-last:]]))
 
     @property
     def best(self) -> dict | None:

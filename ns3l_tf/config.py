@@ -49,11 +49,31 @@ class Config:
     )
     seed: int = _field(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
     model: str = _field("small_cnn", f"Backbone: {', '.join(sorted(MODELS))}.")
-    algorithm: str = _field("ns3l", "supervised | ns3l (= supervised + NS3L).")
+    algorithm: str = _field(
+        "ns3l",
+        "A base method (supervised, pseudo_label, vat, mixmatch) and any additive terms "
+        "(entmin, ns3l) joined by '+', e.g. ns3l (= supervised+ns3l), vat+entmin, "
+        "mixmatch+ns3l.",
+    )
     ns3l_threshold: float | None = _field(
         None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
     )
     ns3l_weight: float = _field(1.0, "NS3L weight lambda_1 >= 0; 0 turns NS3L off.")
+    pseudo_label_threshold: float = _field(0.95, "Pseudo-Label's confidence threshold.")
+    pseudo_label_weight: float = _field(1.0, "Pseudo-Label's weight.")
+    vat_epsilon: float = _field(6.0, "VAT's perturbation norm per image (6 CIFAR, 1 SVHN).")
+    vat_xi: float = _field(1e-6, "VAT's finite-difference step.")
+    vat_weight: float = _field(0.3, "VAT's weight lambda_2.")
+    entmin_weight: float = _field(0.1, "Entropy minimisation's weight.")
+    mixmatch_weight: float = _field(75.0, "MixMatch's unlabeled weight lambda_3.")
+    mixmatch_temperature: float = _field(0.5, "MixMatch's sharpening temperature.")
+    mixmatch_alpha: float = _field(0.75, "MixMatch's Beta(alpha, alpha) MixUp parameter.")
+    mixmatch_rampup_steps: int = _field(16384, "Steps of the linear warm-up of lambda_3.")
+    rampup_steps: int = _field(
+        0,
+        "Steps of Oliver et al.'s sigmoid warm-up of the unlabeled terms' weights "
+        "(Pseudo-Label, VAT, EntMin, NS3L); 0 for none.",
+    )
     batch_size: int = _field(64, "Labeled images per step.")
     unlabeled_batch_size: int = _field(64, "Unlabeled images per step.")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
@@ -63,6 +83,14 @@ class Config:
         "staircase decay); 0 keeps it constant.",
     )
     lr_decay_factor: float = _field(0.2, "Learning-rate decay factor.")
+    weight_decay: float = _field(
+        0.0,
+        "Decoupled weight decay of conv/dense kernels per step, times the learning rate "
+        "(w <- w (1 - lr wd); MixMatch: 0.02).",
+    )
+    ema_decay: float = _field(
+        0.0, "Decay of an exponential moving average of the weights used for evaluation; 0: off."
+    )
     train_steps: int = _field(3000, "Training steps (batches).")
     eval_every: int = _field(500, "Steps between evaluations on validation and test.")
     eval_batch_size: int = _field(1000, "Batch size of evaluation.")
@@ -135,6 +163,22 @@ def _validate(c: Config) -> None:
         fail("ns3l_threshold", "must be in the open interval (0, 1)")
     if c.ns3l_weight < 0.0:
         fail("ns3l_weight", "must be >= 0 (0 turns NS3L off)")
+    for flag in ("pseudo_label_weight", "vat_weight", "entmin_weight", "mixmatch_weight"):
+        if getattr(c, flag) < 0.0:
+            fail(flag, "must be >= 0")
+    for flag in ("pseudo_label_threshold", "ema_decay"):
+        if not 0.0 <= getattr(c, flag) < 1.0:
+            fail(flag, "must be in [0, 1)")
+    for flag in ("vat_epsilon", "vat_xi", "mixmatch_temperature", "mixmatch_alpha"):
+        if getattr(c, flag) <= 0.0:
+            fail(flag, "must be > 0")
+    for flag in ("rampup_steps", "mixmatch_rampup_steps"):
+        if getattr(c, flag) < 0:
+            fail(flag, "must be >= 0")
+    if c.weight_decay < 0.0:
+        fail("weight_decay", "must be >= 0")
+    if spec.base == "mixmatch" and c.unlabeled_batch_size != c.batch_size:
+        fail("unlabeled_batch_size", f"must equal --batch_size={c.batch_size} for MixMatch")
     info = DATASETS[c.dataset]
     if c.num_labeled <= 0 or c.num_labeled % info.num_classes:
         fail(
@@ -156,7 +200,10 @@ def _validate(c: Config) -> None:
             fail(flag, "must be > 0")
     if c.unlabeled_batch_size < 0:
         fail("unlabeled_batch_size", "must be >= 0")
-    if spec.terms and c.ns3l_weight > 0 and c.unlabeled_batch_size == 0:
+    needs_unlabeled = spec.base != "supervised" or any(
+        t != "ns3l" or c.ns3l_weight > 0 for t in spec.terms
+    )
+    if needs_unlabeled and c.unlabeled_batch_size == 0:
         fail("unlabeled_batch_size", f"must be > 0 for --algorithm={c.algorithm}")
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")

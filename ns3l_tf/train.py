@@ -39,18 +39,50 @@ def learning_rate_schedule(config: Config):
     )
 
 
+# Config fields passed unchanged to SSLModel.
+MODEL_HYPERPARAMETERS = (
+    "algorithm",
+    "ns3l_weight",
+    "pseudo_label_threshold",
+    "pseudo_label_weight",
+    "vat_epsilon",
+    "vat_xi",
+    "vat_weight",
+    "entmin_weight",
+    "mixmatch_weight",
+    "mixmatch_temperature",
+    "mixmatch_alpha",
+    "mixmatch_rampup_steps",
+    "rampup_steps",
+    "seed",
+)
+
+
+def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam with the learning-rate schedule, decoupled weight decay on kernels only (biases
+    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA."""
+    optimizer = keras.optimizers.Adam(
+        learning_rate_schedule(config),
+        weight_decay=config.weight_decay or None,
+        use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99,
+    )
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
 def build_model(config: Config) -> SSLModel:
-    """The compiled, built `SSLModel` of `config` (Adam with `learning_rate_schedule`)."""
+    """The compiled, built `SSLModel` of `config`."""
     info = data_lib.DATASETS[config.dataset]
     backbone = build_backbone(config.model, info.num_classes, info.image_shape)
     model = SSLModel(
         backbone,
         num_classes=info.num_classes,
-        algorithm=config.algorithm,
         ns3l_threshold=config.threshold,
-        ns3l_weight=config.ns3l_weight,
+        **{name: getattr(config, name) for name in MODEL_HYPERPARAMETERS},
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)))
+    model.compile(optimizer=build_optimizer(config))
     model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
     return model
 
@@ -78,6 +110,7 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         config.batch_size,
         config.unlabeled_batch_size if model.uses_unlabeled_data else 0,
         seed=config.seed,
+        unlabeled_augmentations=model.unlabeled_augmentations,
     )
     val_ds = None
     if len(data.validation_labels):
@@ -90,8 +123,10 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
 
     run_dir = config.run_dir
     io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
-    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every)
+    use_ema = config.ema_decay > 0
+    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every, use_ema=use_ema)
     callbacks = [
+        *([keras.callbacks.SwapEMAWeights()] if use_ema else []),  # validate on the EMA
         history,
         AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
@@ -131,6 +166,7 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         "best_val_test_error": best.get("test_error"),
         "best_val_error": best.get("val_error"),
         "best_val_step": best.get("step"),
+        "median_last20_test_error": history.median_test_error(last=20),
         "steps": int(model.optimizer.iterations.numpy()),
         "seconds": round(seconds, 2),
         "num_labeled": len(data.labeled_labels),
