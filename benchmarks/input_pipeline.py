@@ -62,7 +62,8 @@ def step_images_per_second(data, batch_size: int, steps: int):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model(np.zeros((1, 32, 32, 3), "float32"))
     batches = list(data_lib.train_dataset(data, batch_size, batch_size, 0).take(steps + 2))
-    step = model.make_train_function()  # the tf.function that fit runs
+    model.make_train_function()
+    step = model.train_function  # the tf.function that fit runs
 
     def run(batch):
         logs = step(iter([batch]))
