@@ -11,6 +11,28 @@ from ns3l_tf.metrics import ErrorRate
 DEFAULT_THRESHOLD_NUMERATOR = 0.4
 
 
+# Hyperparameters held in non-trainable Variables (a callback or tuner may assign to them) and
+# plain ones, fixed when the train step is traced.
+TUNABLE = (
+    "ns3l_threshold",
+    "ns3l_weight",
+    "pseudo_label_weight",
+    "vat_weight",
+    "entmin_weight",
+    "mixmatch_weight",
+)
+FIXED_HYPERPARAMETERS = (
+    "pseudo_label_threshold",
+    "vat_epsilon",
+    "vat_xi",
+    "mixmatch_temperature",
+    "mixmatch_alpha",
+    "mixmatch_rampup_steps",
+    "rampup_steps",
+    "seed",
+)
+
+
 def default_ns3l_threshold(num_classes: int) -> float:
     """The paper's NS³L threshold for `num_classes` classes: 0.4 / K."""
     return DEFAULT_THRESHOLD_NUMERATOR / num_classes
@@ -111,27 +133,21 @@ class SSLModel(keras.Model):
         self.backbone = backbone
         self.num_classes = num_classes
         self.algorithm = algorithm
-        self.ns3l_threshold = keras.Variable(
-            ns3l_threshold, dtype="float32", trainable=False, name="ns3l_threshold"
-        )
-        self.ns3l_weight = keras.Variable(
-            ns3l_weight, dtype="float32", trainable=False, name="ns3l_weight"
-        )
+        tunable = {
+            "ns3l_threshold": ns3l_threshold,
+            "ns3l_weight": ns3l_weight,
+            "pseudo_label_weight": pseudo_label_weight,
+            "vat_weight": vat_weight,
+            "entmin_weight": entmin_weight,
+            "mixmatch_weight": mixmatch_weight,
+        }
+        for name in TUNABLE:
+            setattr(
+                self, name, keras.Variable(tunable[name], "float32", trainable=False, name=name)
+            )
         self.pseudo_label_threshold = pseudo_label_threshold
-        self.pseudo_label_weight = keras.Variable(
-            pseudo_label_weight, dtype="float32", trainable=False, name="pseudo_label_weight"
-        )
         self.vat_epsilon = vat_epsilon
         self.vat_xi = vat_xi
-        self.vat_weight = keras.Variable(
-            vat_weight, dtype="float32", trainable=False, name="vat_weight"
-        )
-        self.entmin_weight = keras.Variable(
-            entmin_weight, dtype="float32", trainable=False, name="entmin_weight"
-        )
-        self.mixmatch_weight = keras.Variable(
-            mixmatch_weight, dtype="float32", trainable=False, name="mixmatch_weight"
-        )
         self.mixmatch_temperature = mixmatch_temperature
         self.mixmatch_alpha = mixmatch_alpha
         self.mixmatch_rampup_steps = mixmatch_rampup_steps
@@ -236,26 +252,15 @@ class SSLModel(keras.Model):
         }
 
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_classes": self.num_classes,
             "algorithm": self.algorithm,
-            "ns3l_threshold": float(self.ns3l_threshold.numpy()),
-            "ns3l_weight": float(self.ns3l_weight.numpy()),
-            "pseudo_label_threshold": self.pseudo_label_threshold,
-            "pseudo_label_weight": float(self.pseudo_label_weight.numpy()),
-            "vat_epsilon": self.vat_epsilon,
-            "vat_xi": self.vat_xi,
-            "vat_weight": float(self.vat_weight.numpy()),
-            "entmin_weight": float(self.entmin_weight.numpy()),
-            "mixmatch_weight": float(self.mixmatch_weight.numpy()),
-            "mixmatch_temperature": self.mixmatch_temperature,
-            "mixmatch_alpha": self.mixmatch_alpha,
-            "mixmatch_rampup_steps": self.mixmatch_rampup_steps,
-            "rampup_steps": self.rampup_steps,
-            "seed": self.seed,
         }
+        config.update({name: float(getattr(self, name).numpy()) for name in TUNABLE})
+        config.update({name: getattr(self, name) for name in FIXED_HYPERPARAMETERS})
+        return config
 
     @classmethod
     def from_config(cls, config):
