@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ns3l_tf import cli, train
@@ -128,6 +129,7 @@ def test_cli_end_to_end(tmp_path):
         "--flagfile=flags/fmnist_quick.cfg",
         "--train_steps=20",
         "--eval_every=10",
+        "--lr_decay_step=15",
         "--num_validation=1000",
         f"--output_dir={output_dir}",
     )
@@ -148,5 +150,7 @@ def test_cli_end_to_end(tmp_path):
     assert {"ns3l_loss", "ns3l_negatives", "test_error"} <= set(results["history"][0])
     assert len(results["labeled_digest"]) == 64
     files = sorted(os.listdir(output_dir))
-    assert files == ["checkpoints", "model.keras", "results.json", "tensorboard"]
+    assert files == ["checkpoints", "model.keras", "results.json", "split.npz", "tensorboard"]
+    split = np.load(output_dir / "split.npz")
+    assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
     assert sorted(os.listdir(output_dir / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]

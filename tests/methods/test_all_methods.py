@@ -49,6 +49,13 @@ def test_one_step_and_round_trip(algorithm, small_data, tmp_path, monkeypatch):
     "algorithm", ["pseudo_label+ns3l", "vat+entmin+ns3l", "mixmatch+ns3l", "supervised+entmin"]
 )
 def test_loss_falls_on_real_data(algorithm, small_data):
+    # MixMatch's soft mixed targets keep its cross-entropy high: it needs more steps.
+    steps = 160 if algorithm.startswith("mixmatch") else 80
     method_checks.check_loss_falls(
-        algorithm, small_data, vat_epsilon=1.0, mixmatch_weight=10.0, mixmatch_rampup_steps=40
+        algorithm,
+        small_data,
+        steps=steps,
+        vat_epsilon=1.0,
+        mixmatch_weight=10.0,
+        mixmatch_rampup_steps=0,
     )
