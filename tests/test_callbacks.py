@@ -34,7 +34,9 @@ def test_test_split_is_evaluated_with_the_ema_weights(small_data):
     test = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels)
     history = EvaluationHistory(test, steps_per_epoch=15, use_ema=True)
     raw = _RawTestError(test)
-    model.fit(train_ds, steps_per_epoch=15, epochs=2, verbose=0, callbacks=[history, raw])
+    model.fit(
+        train_ds, steps_per_epoch=15, epochs=2, verbose=0, callbacks=[history, raw], shuffle=False
+    )
     ema_error = model.evaluate(test, verbose=0, return_dict=True)["error"]  # fit ends on EMA
     assert history.records[-1]["test_error"] == pytest.approx(ema_error, abs=1e-4)
     assert raw.errors[-1] != pytest.approx(ema_error, abs=1e-4)
