@@ -43,7 +43,7 @@ format: install
 	$(BIN)/ruff format .
 
 benchmark: install data
-	$(BIN)/python benchmarks/fmnist_ns3l_vs_supervised.py
+	$(BIN)/python benchmarks/fmnist_2000.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

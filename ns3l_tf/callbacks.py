@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 from absl import logging
 
 from ns3l_tf import io_utils
@@ -14,40 +15,48 @@ class EvaluationHistory(keras.callbacks.Callback):
     Adds `test_loss`, `test_accuracy` and `test_error` to the epoch logs (so the progress bar
     and TensorBoard show them) and keeps one record per evaluation. The test split is only
     reported, never used for a choice: `best` is the evaluation with the lowest validation
-    error, and its test error is the figure to report.
+    error, and its test error is the figure to report. Without validation data (e.g. STL-10)
+    only the test split is evaluated and `best` is None.
 
     Args:
       test_data: finite `(x, y)` dataset of the test split.
       steps_per_epoch: training steps between evaluations (to record the step).
+      use_ema: evaluate the test split with the optimizer's moving average of the weights
+        (pair with `keras.callbacks.SwapEMAWeights()` in `fit` for validation).
     """
 
-    def __init__(self, test_data, steps_per_epoch: int):
+    def __init__(self, test_data, steps_per_epoch: int, use_ema: bool = False):
         super().__init__()
         self.test_data = test_data
         self.steps_per_epoch = steps_per_epoch
+        self.use_ema = use_ema
         self.records: list[dict] = []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        if "val_error" not in logs:
-            raise ValueError("EvaluationHistory needs fit(validation_data=...)")
-        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
+        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=swap)
         for name, value in test.items():
             logs[f"test_{name}"] = value
         record = {"step": (epoch + 1) * self.steps_per_epoch}
         record.update({name: float(value) for name, value in logs.items()})
         self.records.append(record)
         logging.info(
-            "step %d: val_error %.2f%%, test_error %.2f%%",
+            "step %d: val_error %s, test_error %.2f%%",
             record["step"],
-            record["val_error"],
+            f"{record['val_error']:.2f}%" if "val_error" in record else "-",
             record["test_error"],
         )
 
+    def median_test_error(self, last: int = 20) -> float:
+        """Median test error of the last `last` evaluations (the MixMatch protocol)."""
+        return float(np.median([r["test_error"] for r in self.records[-last:]]))
+
     @property
-    def best(self) -> dict:
-        """The record with the lowest validation error (the earliest on ties)."""
-        return min(self.records, key=lambda r: r["val_error"])
+    def best(self) -> dict | None:
+        """The record with the lowest validation error (the earliest on ties), or None."""
+        validated = [r for r in self.records if "val_error" in r]
+        return min(validated, key=lambda r: r["val_error"]) if validated else None
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -68,7 +77,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         path = os.path.join(self.directory, name)
         io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # best.weights.h5 only with validation data
         self._save("last.weights.h5")
         val_error = (logs or {}).get("val_error")
         if val_error is not None and val_error < self.best_val_error:

@@ -37,14 +37,43 @@ class Config:
         "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
     )
     num_labeled: int = _field(2000, "Labeled images, the same number per class.")
-    num_validation: int = _field(5000, "Training images held out for validation.")
+    num_validation: int | None = _field(
+        None,
+        "Training images held out for validation; default the dataset's standard size "
+        "(5000; 7325 for svhn_cropped; 0 for stl10).",
+    )
+    extra_unlabeled: bool | None = _field(
+        None,
+        "Add the extra unlabeled split (svhn_cropped: extra, 531,131 images; stl10: "
+        "unlabelled, 100,000); default on for stl10 only.",
+    )
     seed: int = _field(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
     model: str = _field("small_cnn", f"Backbone: {', '.join(sorted(MODELS))}.")
-    algorithm: str = _field("ns3l", "supervised | ns3l (= supervised + NS3L).")
+    algorithm: str = _field(
+        "ns3l",
+        "A base method (supervised, pseudo_label, vat, mixmatch) and any additive terms "
+        "(entmin, ns3l) joined by '+', e.g. ns3l (= supervised+ns3l), vat+entmin, "
+        "mixmatch+ns3l.",
+    )
     ns3l_threshold: float | None = _field(
         None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
     )
     ns3l_weight: float = _field(1.0, "NS3L weight lambda_1 >= 0; 0 turns NS3L off.")
+    pseudo_label_threshold: float = _field(0.95, "Pseudo-Label's confidence threshold.")
+    pseudo_label_weight: float = _field(1.0, "Pseudo-Label's weight.")
+    vat_epsilon: float = _field(6.0, "VAT's perturbation norm per image (6 CIFAR, 1 SVHN).")
+    vat_xi: float = _field(1e-6, "VAT's finite-difference step.")
+    vat_weight: float = _field(0.3, "VAT's weight lambda_2.")
+    entmin_weight: float = _field(0.1, "Entropy minimisation's weight.")
+    mixmatch_weight: float = _field(75.0, "MixMatch's unlabeled weight lambda_3.")
+    mixmatch_temperature: float = _field(0.5, "MixMatch's sharpening temperature.")
+    mixmatch_alpha: float = _field(0.75, "MixMatch's Beta(alpha, alpha) MixUp parameter.")
+    mixmatch_rampup_steps: int = _field(16384, "Steps of the linear warm-up of lambda_3.")
+    rampup_steps: int = _field(
+        0,
+        "Steps of Oliver et al.'s sigmoid warm-up of the unlabeled terms' weights "
+        "(Pseudo-Label, VAT, EntMin, NS3L); 0 for none.",
+    )
     batch_size: int = _field(64, "Labeled images per step.")
     unlabeled_batch_size: int = _field(64, "Unlabeled images per step.")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
@@ -54,6 +83,14 @@ class Config:
         "staircase decay); 0 keeps it constant.",
     )
     lr_decay_factor: float = _field(0.2, "Learning-rate decay factor.")
+    weight_decay: float = _field(
+        0.0,
+        "Decoupled weight decay of conv/dense kernels per step, times the learning rate "
+        "(w <- w (1 - lr wd); MixMatch: 0.02).",
+    )
+    ema_decay: float = _field(
+        0.0, "Decay of an exponential moving average of the weights used for evaluation; 0: off."
+    )
     train_steps: int = _field(3000, "Training steps (batches).")
     eval_every: int = _field(500, "Steps between evaluations on validation and test.")
     eval_batch_size: int = _field(1000, "Batch size of evaluation.")
@@ -71,11 +108,35 @@ class Config:
         return DATASETS[self.dataset].num_classes
 
     @property
+    def validation_size(self) -> int:
+        """`num_validation` with the dataset's default resolved."""
+        if self.num_validation is None:
+            return DATASETS[self.dataset].default_num_validation
+        return self.num_validation
+
+    @property
     def threshold(self) -> float:
         """T with the default resolved."""
         if self.ns3l_threshold is None:
             return default_ns3l_threshold(self.num_classes)
         return self.ns3l_threshold
+
+    def load_data(self):
+        """The `ns3l_tf.data.SSLData` split this config names.
+
+        Raises:
+          DataNotFoundError: the data is not on this machine (the message says how to get it).
+        """
+        from ns3l_tf import data as data_lib
+
+        return data_lib.load_ssl_data(
+            self.dataset,
+            self.num_labeled,
+            self.validation_size,
+            self.seed,
+            self.data_dir,
+            self.extra_unlabeled,
+        )
 
     @property
     def run_dir(self) -> str:
@@ -102,26 +163,47 @@ def _validate(c: Config) -> None:
         fail("ns3l_threshold", "must be in the open interval (0, 1)")
     if c.ns3l_weight < 0.0:
         fail("ns3l_weight", "must be >= 0 (0 turns NS3L off)")
+    for flag in ("pseudo_label_weight", "vat_weight", "entmin_weight", "mixmatch_weight"):
+        if getattr(c, flag) < 0.0:
+            fail(flag, "must be >= 0")
+    for flag in ("pseudo_label_threshold", "ema_decay"):
+        if not 0.0 <= getattr(c, flag) < 1.0:
+            fail(flag, "must be in [0, 1)")
+    for flag in ("vat_epsilon", "vat_xi", "mixmatch_temperature", "mixmatch_alpha"):
+        if getattr(c, flag) <= 0.0:
+            fail(flag, "must be > 0")
+    for flag in ("rampup_steps", "mixmatch_rampup_steps"):
+        if getattr(c, flag) < 0:
+            fail(flag, "must be >= 0")
+    if c.weight_decay < 0.0:
+        fail("weight_decay", "must be >= 0")
+    if spec.base == "mixmatch" and c.unlabeled_batch_size != c.batch_size:
+        fail("unlabeled_batch_size", f"must equal --batch_size={c.batch_size} for MixMatch")
     info = DATASETS[c.dataset]
     if c.num_labeled <= 0 or c.num_labeled % info.num_classes:
         fail(
             "num_labeled",
             f"must be a positive multiple of the {info.num_classes} classes of {c.dataset}",
         )
-    if c.num_validation < 0:
+    if c.validation_size < 0:
         fail("num_validation", "must be >= 0")
-    if c.num_labeled + c.num_validation >= info.train_size:
+    if c.num_labeled + c.validation_size >= info.train_size:
         fail(
             "num_labeled",
-            f"num_labeled + num_validation ({c.num_labeled} + {c.num_validation}) must leave "
+            f"num_labeled + num_validation ({c.num_labeled} + {c.validation_size}) must leave "
             f"unlabeled images among the {info.train_size} training images of {c.dataset}",
         )
+    if c.extra_unlabeled and not info.extra_split:
+        fail("extra_unlabeled", f"{c.dataset} has no extra unlabeled split")
     for flag in ("batch_size", "learning_rate", "train_steps", "eval_every", "eval_batch_size"):
         if getattr(c, flag) <= 0:
             fail(flag, "must be > 0")
     if c.unlabeled_batch_size < 0:
         fail("unlabeled_batch_size", "must be >= 0")
-    if spec.terms and c.ns3l_weight > 0 and c.unlabeled_batch_size == 0:
+    needs_unlabeled = spec.base != "supervised" or any(
+        t != "ns3l" or c.ns3l_weight > 0 for t in spec.terms
+    )
+    if needs_unlabeled and c.unlabeled_batch_size == 0:
         fail("unlabeled_batch_size", f"must be > 0 for --algorithm={c.algorithm}")
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
@@ -132,7 +214,12 @@ def _validate(c: Config) -> None:
 
 
 # absl flags: one per Config field, with the field's default and help.
-_DEFINE_FLAG = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+_DEFINE_FLAG = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
 for _f in dataclasses.fields(Config):
     _type = next(t for t in typing.get_args(_f.type) or (_f.type,) if t is not type(None))
     _DEFINE_FLAG[_type](_f.name, _f.default, _f.metadata["help"])

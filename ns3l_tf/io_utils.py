@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 
+import numpy as np
+
 
 def atomic_write(path: str, write_fn, suffix: str = "") -> None:
     """Calls `write_fn(tmp_path)` on a temporary file beside `path`, then renames it over `path`.
@@ -35,3 +37,9 @@ def write_json(path: str, obj) -> None:
             f.write("\n")
 
     atomic_write(path, write, suffix=".json")
+
+
+def write_split(path: str, split) -> None:
+    """Saves a `SplitIndices` as an `.npz` of int64 `labeled`, `unlabeled`, `validation`."""
+    arrays = {name: getattr(split, name) for name in ("labeled", "unlabeled", "validation")}
+    atomic_write(path, lambda tmp_path: np.savez(tmp_path, **arrays), suffix=".npz")

@@ -82,3 +82,66 @@ def cross_entropy(labels, logits):
     """
     per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return ops.mean(per_example)
+
+
+def entropy(probs):
+    """Mean Shannon entropy `mean_b −Σ_k μ_bk log μ_bk` in nats (entropy minimisation).
+
+    Args:
+      probs: `(batch, classes)` probabilities, differentiated.
+
+    Returns:
+      Scalar in `[0, log K]`; 0 log 0 is taken as 0.
+    """
+    log_probs = ops.log(ops.clip(probs, 1e-12, 1.0))
+    return ops.mean(-ops.sum(probs * log_probs, axis=-1))
+
+
+def kl_divergence(target_logits, logits):
+    """Mean `KL(softmax(target_logits) ‖ softmax(logits))` in nats; the target is detached.
+
+    Computed from logits with log-softmax, so it stays finite for confident predictions.
+
+    Args:
+      target_logits: `(batch, classes)` logits of the reference distribution p (no gradient).
+      logits: `(batch, classes)` logits of the compared distribution.
+    """
+    target_log_probs = ops.log_softmax(ops.stop_gradient(target_logits), axis=-1)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    return ops.mean(ops.sum(ops.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1))
+
+
+def soft_cross_entropy(target_probs, logits):
+    """Mean cross-entropy `−Σ_k q_bk log softmax(z)_bk` against soft targets q (detached)."""
+    target_probs = ops.stop_gradient(target_probs)
+    return ops.mean(-ops.sum(target_probs * ops.log_softmax(logits, axis=-1), axis=-1))
+
+
+def pseudo_label_loss(target_probs, logits, threshold):
+    """Pseudo-Label: cross-entropy to `argmax q` for samples with `max q > threshold`.
+
+    Args:
+      target_probs: `(batch, classes)` detached predictions that choose the pseudo-labels.
+      logits: `(batch, classes)` logits trained towards them.
+      threshold: confidence in (0, 1) (0.95 in Oliver et al.).
+
+    Returns:
+      `(loss, mask)`: the scalar mean over the whole batch (unconfident samples add 0) and the
+      `(batch,)` float 0/1 mask of confident samples.
+    """
+    target_probs = ops.stop_gradient(target_probs)
+    mask = ops.cast(ops.max(target_probs, axis=-1) > threshold, logits.dtype)
+    labels = ops.argmax(target_probs, axis=-1)
+    per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    return ops.mean(mask * per_example), mask
+
+
+def sharpen(probs, temperature):
+    """MixMatch's temperature sharpening `p^(1/T) / Σ_k p_k^(1/T)` along the last axis."""
+    powered = ops.power(probs, 1.0 / temperature)
+    return powered / ops.sum(powered, axis=-1, keepdims=True)
+
+
+def squared_error(target_probs, probs):
+    """MixMatch's L_U: `mean_{b,k} (q_bk − μ_bk)²` (divided by K too); q detached."""
+    return ops.mean(ops.square(ops.stop_gradient(target_probs) - probs))

@@ -4,11 +4,33 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ns3l_tf import losses, methods
+from ns3l_tf import losses, methods, schedules
 from ns3l_tf.metrics import ErrorRate
 
 # The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
 DEFAULT_THRESHOLD_NUMERATOR = 0.4
+
+
+# Hyperparameters held in non-trainable Variables (a callback or tuner may assign to them) and
+# plain ones, fixed when the train step is traced.
+TUNABLE = (
+    "ns3l_threshold",
+    "ns3l_weight",
+    "pseudo_label_weight",
+    "vat_weight",
+    "entmin_weight",
+    "mixmatch_weight",
+)
+FIXED_HYPERPARAMETERS = (
+    "pseudo_label_threshold",
+    "vat_epsilon",
+    "vat_xi",
+    "mixmatch_temperature",
+    "mixmatch_alpha",
+    "mixmatch_rampup_steps",
+    "rampup_steps",
+    "seed",
+)
 
 
 def default_ns3l_threshold(num_classes: int) -> float:
@@ -47,11 +69,29 @@ class SSLModel(keras.Model):
       backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
         logits.
       num_classes: K.
-      algorithm: `"supervised"` or `"ns3l"` (= `"supervised+ns3l"`).
+      algorithm: one base method (`supervised`, `pseudo_label`, `vat`, `mixmatch`) and any
+        additive terms (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (=
+        `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"mixmatch+ns3l"`. MixMatch takes
+        unlabeled batches of shape `(2, B_u, H, W, C)` (two augmentations).
       ns3l_threshold: T in (0, 1); None means the paper's 0.4 / K. A non-trainable Variable,
         so callbacks and tuners can assign to it.
-      ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and the unlabeled forward pass). Also a
-        non-trainable Variable.
+      ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and, for the supervised base, the
+        unlabeled forward pass). Also a non-trainable Variable.
+      pseudo_label_threshold: Pseudo-Label's confidence threshold (0.95).
+      pseudo_label_weight: Pseudo-Label's weight (1.0), a Variable.
+      vat_epsilon: VAT's ε, the perturbation norm per image (6.0 CIFAR, 1.0 SVHN).
+      vat_xi: VAT's finite-difference step ξ (1e-6).
+      vat_weight: VAT's weight λ₂ (0.3), a Variable.
+      entmin_weight: entropy minimisation's weight (0.1), a Variable.
+      mixmatch_weight: MixMatch's λ₃ (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100), a
+        Variable.
+      mixmatch_temperature: MixMatch's sharpening temperature (0.5).
+      mixmatch_alpha: MixMatch's Beta(α, α) MixUp parameter (0.75).
+      mixmatch_rampup_steps: steps of MixMatch's linear warm-up of λ₃ (16,384 = 1,024 kimg
+        at batch 64).
+      rampup_steps: steps of Oliver et al.'s sigmoid warm-up `exp(−5(1 − t/t_w)²)` of every
+        unlabeled term's weight (Pseudo-Label, VAT, EntMin, NS³L); 0 for none.
+      seed: seeds the model's own randomness (VAT's directions); None draws one.
       **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -68,6 +108,19 @@ class SSLModel(keras.Model):
         algorithm: str = "supervised",
         ns3l_threshold: float | None = None,
         ns3l_weight: float = 1.0,
+        *,
+        pseudo_label_threshold: float = 0.95,
+        pseudo_label_weight: float = 1.0,
+        vat_epsilon: float = 6.0,
+        vat_xi: float = 1e-6,
+        vat_weight: float = 0.3,
+        entmin_weight: float = 0.1,
+        mixmatch_weight: float = 75.0,
+        mixmatch_temperature: float = 0.5,
+        mixmatch_alpha: float = 0.75,
+        mixmatch_rampup_steps: int = 16384,
+        rampup_steps: int = 0,
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,12 +133,27 @@ class SSLModel(keras.Model):
         self.backbone = backbone
         self.num_classes = num_classes
         self.algorithm = algorithm
-        self.ns3l_threshold = keras.Variable(
-            ns3l_threshold, dtype="float32", trainable=False, name="ns3l_threshold"
-        )
-        self.ns3l_weight = keras.Variable(
-            ns3l_weight, dtype="float32", trainable=False, name="ns3l_weight"
-        )
+        tunable = {
+            "ns3l_threshold": ns3l_threshold,
+            "ns3l_weight": ns3l_weight,
+            "pseudo_label_weight": pseudo_label_weight,
+            "vat_weight": vat_weight,
+            "entmin_weight": entmin_weight,
+            "mixmatch_weight": mixmatch_weight,
+        }
+        for name in TUNABLE:
+            setattr(
+                self, name, keras.Variable(tunable[name], "float32", trainable=False, name=name)
+            )
+        self.pseudo_label_threshold = pseudo_label_threshold
+        self.vat_epsilon = vat_epsilon
+        self.vat_xi = vat_xi
+        self.mixmatch_temperature = mixmatch_temperature
+        self.mixmatch_alpha = mixmatch_alpha
+        self.mixmatch_rampup_steps = mixmatch_rampup_steps
+        self.rampup_steps = rampup_steps
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
         spec = methods.parse_algorithm(algorithm)
         term_names = [t for t in spec.terms if not (t == "ns3l" and ns3l_weight == 0.0)]
@@ -103,7 +171,20 @@ class SSLModel(keras.Model):
     @property
     def uses_unlabeled_data(self) -> bool:
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
-        return bool(self.additive_terms)
+        return self.base_method.needs_unlabeled or bool(self.additive_terms)
+
+    @property
+    def unlabeled_augmentations(self) -> int:
+        """Augmentations per unlabeled image the train step expects (2 for MixMatch)."""
+        return self.base_method.unlabeled_augmentations
+
+    def consistency_rampup(self, step):
+        """Oliver et al.'s warm-up factor of the unlabeled terms at optimizer step `step`."""
+        return schedules.sigmoid_rampup(step, self.rampup_steps)
+
+    def mixmatch_rampup(self, step):
+        """MixMatch's linear warm-up factor of λ₃ at optimizer step `step`."""
+        return schedules.linear_rampup(step, self.mixmatch_rampup_steps)
 
     def call(self, images, training=False):
         """`(batch, H, W, C)` images → `(batch, K)` float32 logits."""
@@ -144,9 +225,8 @@ class SSLModel(keras.Model):
             outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
             contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
             named_losses = {k: t for c in contributions for k, t in c.losses.items()}
-            loss = ops.sum(
-                ops.stack([ops.cast(t.weight, "float32") * t.value for t in named_losses.values()])
-            )
+            step = self.optimizer.iterations
+            loss = ops.sum(ops.stack([t.weighted(step) for t in named_losses.values()]))
             # Gradients are summed over replicas: divide local means by the replica count.
             scaled_loss = self.optimizer.scale_loss(loss / num_replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
@@ -172,14 +252,15 @@ class SSLModel(keras.Model):
         }
 
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_classes": self.num_classes,
             "algorithm": self.algorithm,
-            "ns3l_threshold": float(self.ns3l_threshold.numpy()),
-            "ns3l_weight": float(self.ns3l_weight.numpy()),
         }
+        config.update({name: float(getattr(self, name).numpy()) for name in TUNABLE})
+        config.update({name: getattr(self, name) for name in FIXED_HYPERPARAMETERS})
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -18,15 +18,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from ns3l_tf import cli, io_utils
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
-from ns3l_tf import io_utils
 from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 from ns3l_tf.models import build_backbone
 from ns3l_tf.ssl_model import SSLModel
-
-USAGE_ERROR = 2
 
 flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
 
@@ -41,18 +39,50 @@ def learning_rate_schedule(config: Config):
     )
 
 
+# Config fields passed unchanged to SSLModel.
+MODEL_HYPERPARAMETERS = (
+    "algorithm",
+    "ns3l_weight",
+    "pseudo_label_threshold",
+    "pseudo_label_weight",
+    "vat_epsilon",
+    "vat_xi",
+    "vat_weight",
+    "entmin_weight",
+    "mixmatch_weight",
+    "mixmatch_temperature",
+    "mixmatch_alpha",
+    "mixmatch_rampup_steps",
+    "rampup_steps",
+    "seed",
+)
+
+
+def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam with the learning-rate schedule, decoupled weight decay on kernels only (biases
+    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA."""
+    optimizer = keras.optimizers.Adam(
+        learning_rate_schedule(config),
+        weight_decay=config.weight_decay or None,
+        use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99,
+    )
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
 def build_model(config: Config) -> SSLModel:
-    """The compiled, built `SSLModel` of `config` (Adam with `learning_rate_schedule`)."""
+    """The compiled, built `SSLModel` of `config`."""
     info = data_lib.DATASETS[config.dataset]
     backbone = build_backbone(config.model, info.num_classes, info.image_shape)
     model = SSLModel(
         backbone,
         num_classes=info.num_classes,
-        algorithm=config.algorithm,
         ns3l_threshold=config.threshold,
-        ns3l_weight=config.ns3l_weight,
+        **{name: getattr(config, name) for name in MODEL_HYPERPARAMETERS},
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)))
+    model.compile(optimizer=build_optimizer(config))
     model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
     return model
 
@@ -69,12 +99,10 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     Returns:
       The dictionary written to `results.json`. Errors are percentages; `test_error` is at
       the last evaluation, `best_val_test_error` at the evaluation with the lowest
-      validation error.
+      validation error (None without validation data).
     """
     if data is None:
-        data = data_lib.load_ssl_data(
-            config.dataset, config.num_labeled, config.num_validation, config.seed, config.data_dir
-        )
+        data = config.load_data()
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     train_ds = data_lib.train_dataset(
@@ -82,18 +110,23 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         config.batch_size,
         config.unlabeled_batch_size if model.uses_unlabeled_data else 0,
         seed=config.seed,
+        unlabeled_augmentations=model.unlabeled_augmentations,
     )
-    val_ds = data_lib.eval_dataset(
-        data, data.validation_images, data.validation_labels, config.eval_batch_size
-    )
+    val_ds = None
+    if len(data.validation_labels):
+        val_ds = data_lib.eval_dataset(
+            data, data.validation_images, data.validation_labels, config.eval_batch_size
+        )
     test_ds = data_lib.eval_dataset(
         data, data.test_images, data.test_labels, config.eval_batch_size
     )
 
     run_dir = config.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every)
+    io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
+    use_ema = config.ema_decay > 0
+    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every, use_ema=use_ema)
     callbacks = [
+        *([keras.callbacks.SwapEMAWeights()] if use_ema else []),  # validate on the EMA
         history,
         AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
@@ -101,10 +134,12 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     logging.info(
-        "%s: %d labeled, %d unlabeled, %d validation, %d test images; %s with T=%g, lambda1=%g",
+        "%s: %d labeled (digest %s), %d unlabeled, %d validation, %d test images; "
+        "%s with T=%g, lambda1=%g",
         config.dataset,
         len(data.labeled_labels),
-        len(data.unlabeled_labels),
+        data.labeled_digest()[:16],
+        data.num_unlabeled,
         len(data.validation_labels),
         len(data.test_labels),
         config.algorithm if model.uses_unlabeled_data else "supervised",
@@ -124,19 +159,20 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     seconds = time.time() - start
     io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
 
-    last, best = history.records[-1], history.best
+    last, best = history.records[-1], history.best or {}
     results = {
         "test_error": last["test_error"],
-        "final_val_error": last["val_error"],
-        "best_val_test_error": best["test_error"],
-        "best_val_error": best["val_error"],
-        "best_val_step": best["step"],
+        "final_val_error": last.get("val_error"),
+        "best_val_test_error": best.get("test_error"),
+        "best_val_error": best.get("val_error"),
+        "best_val_step": best.get("step"),
+        "median_last20_test_error": history.median_test_error(last=20),
         "steps": int(model.optimizer.iterations.numpy()),
         "seconds": round(seconds, 2),
         "num_labeled": len(data.labeled_labels),
-        "num_unlabeled": len(data.unlabeled_labels),
+        "num_unlabeled": data.num_unlabeled,
         "num_validation": len(data.validation_labels),
-        "labeled_digest": data.split.labeled_digest(),
+        "labeled_digest": data.labeled_digest(),
         "flags": {**dataclasses.asdict(config), "ns3l_threshold": config.threshold},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "history": history.records,
@@ -145,39 +181,23 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     return results
 
 
-def _usage_error(message: str):
-    """One line on stderr, exit code 2."""
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(USAGE_ERROR)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing whose errors exit with code 2 and one line (absl's own exit with 1)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        _usage_error(str(error))
-
-
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    cli.reject_arguments(argv)
     try:
         config = config_from_flags()
-        data = data_lib.load_ssl_data(
-            config.dataset, config.num_labeled, config.num_validation, config.seed, config.data_dir
-        )
+        data = config.load_data()
     except (ConfigError, data_lib.DataNotFoundError) as error:
-        _usage_error(str(error))
+        cli.usage_error(str(error))
     results = run(config, data)
-    print(
-        f"test error {results['test_error']:.2f}% after {results['steps']} steps "
-        f"({results['seconds']:.0f} s); at the lowest validation error "
-        f"({results['best_val_error']:.2f}%, step {results['best_val_step']}): "
-        f"test error {results['best_val_test_error']:.2f}%; results in "
-        f"{os.path.join(config.run_dir, 'results.json')}"
-    )
+    summary = f"test error {results['test_error']:.2f}% after {results['steps']} steps "
+    summary += f"({results['seconds']:.0f} s)"
+    if results["best_val_error"] is not None:
+        summary += (
+            f"; at the lowest validation error ({results['best_val_error']:.2f}%, step "
+            f"{results['best_val_step']}): test error {results['best_val_test_error']:.2f}%"
+        )
+    print(f"{summary}; results in {os.path.join(config.run_dir, 'results.json')}")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

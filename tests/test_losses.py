@@ -111,3 +111,55 @@ def test_cross_entropy_matches_hand_computation():
     labels = np.array([0, 0])
     expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.e)) / 2
     assert float(losses.cross_entropy(labels, logits)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_entropy_value_and_sign():
+    probs = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], "float32")
+    assert float(losses.entropy(probs)) == pytest.approx(math.log(2) / 2, rel=1e-6)
+    uniform = np.full((1, 4), 0.25, "float32")
+    assert float(losses.entropy(uniform)) == pytest.approx(math.log(4), rel=1e-6)
+    # Minimising it sharpens: the gradient step raises the largest probability.
+    logits = tf.Variable([[1.0, 0.5, 0.0]])
+    with tf.GradientTape() as tape:
+        value = losses.entropy(tf.nn.softmax(logits))
+    stepped = tf.nn.softmax(logits - 0.1 * tape.gradient(value, logits)).numpy()
+    assert stepped[0, 0] > tf.nn.softmax(logits).numpy()[0, 0]
+
+
+def test_kl_divergence_matches_hand_computation_and_detaches_the_target():
+    target = tf.Variable([[math.log(0.5), math.log(0.25), math.log(0.25)]])
+    logits = tf.Variable([[math.log(0.25), math.log(0.25), math.log(0.5)]])
+    with tf.GradientTape(persistent=True) as tape:
+        value = losses.kl_divergence(target, logits)
+    expected = 0.5 * math.log(2) + 0.25 * 0 + 0.25 * math.log(0.5)
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    assert tape.gradient(value, target) is None
+    # ∂KL/∂z = softmax(z) − p.
+    np.testing.assert_allclose(tape.gradient(value, logits), [[-0.25, 0.0, 0.25]], atol=1e-6)
+
+
+def test_soft_cross_entropy_equals_sparse_for_one_hot_targets():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]], "float32")
+    one_hot = np.array([[1.0, 0.0], [1.0, 0.0]], "float32")
+    sparse = losses.cross_entropy(np.array([0, 0]), logits)
+    assert float(losses.soft_cross_entropy(one_hot, logits)) == pytest.approx(float(sparse))
+
+
+def test_pseudo_label_mask_and_loss():
+    targets = np.array([[0.96, 0.04], [0.9, 0.1], [0.01, 0.99]], "float32")
+    logits = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]], "float32")
+    value, mask = losses.pseudo_label_loss(targets, logits, 0.95)
+    np.testing.assert_array_equal(mask.numpy(), [1.0, 0.0, 1.0])
+    expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-2))) / 3
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+
+
+def test_sharpen_matches_hand_computation():
+    sharpened = losses.sharpen(np.array([[0.6, 0.3, 0.1]], "float32"), 0.5).numpy()
+    np.testing.assert_allclose(sharpened, [[0.36 / 0.46, 0.09 / 0.46, 0.01 / 0.46]], rtol=1e-5)
+
+
+def test_squared_error_divides_by_classes_too():
+    target = np.array([[1.0, 0.0, 0.0, 0.0]], "float32")
+    probs = np.array([[0.5, 0.5, 0.0, 0.0]], "float32")
+    assert float(losses.squared_error(target, probs)) == pytest.approx(0.5 / 4)

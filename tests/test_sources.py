@@ -65,12 +65,17 @@ def test_data_dir_comes_before_the_environment(tmp_path, monkeypatch, no_default
 
 def test_missing_data_error_says_where_it_looked_and_how_to_install(tmp_path, no_default_locations):
     with pytest.raises(sources.DataNotFoundError) as error:
-        sources.load_fashion_mnist(str(tmp_path / "nowhere"))
+        sources.load_fashion_mnist(None)
     message = str(error.value)
     assert "\n" not in message
-    assert str(tmp_path / "nowhere") in message and str(tmp_path / "debian") in message
-    assert str(tmp_path / "tfds") in message
+    assert f"not found in {tmp_path / 'debian'} " in message
+    assert f"TFDS data dir {tmp_path / 'tfds'};" in message  # $TFDS_DATA_DIR
     assert "apt-get install dataset-fashion-mnist" in message and "--data_dir" in message
+    with pytest.raises(sources.DataNotFoundError) as error:
+        sources.load_fashion_mnist(str(tmp_path / "nowhere"))
+    message = str(error.value)  # --data_dir is searched for IDX files, then as a TFDS dir
+    assert f"not found in {tmp_path / 'nowhere'}, {tmp_path / 'debian'} " in message
+    assert f"TFDS data dir {tmp_path / 'nowhere'};" in message
 
 
 def test_real_fashion_mnist_has_the_standard_sizes(fmnist_raw):

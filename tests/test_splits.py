@@ -27,9 +27,8 @@ def test_same_seed_same_split_other_seed_other_labeled_subset():
     b = splits.split_training_set(labels, 10, 200, 500, seed=3)
     c = splits.split_training_set(labels, 10, 200, 500, seed=4)
     np.testing.assert_array_equal(a.labeled, b.labeled)
-    assert a.labeled_digest() == b.labeled_digest()
+    np.testing.assert_array_equal(a.unlabeled, b.unlabeled)
     assert len(np.intersect1d(a.labeled, c.labeled)) < 100
-    assert a.labeled_digest() != c.labeled_digest()
 
 
 def test_validation_is_independent_of_the_labeled_seed():
@@ -39,11 +38,16 @@ def test_validation_is_independent_of_the_labeled_seed():
     np.testing.assert_array_equal(a.validation, b.validation)
 
 
-def test_labeled_digest_is_stable_across_machines():
-    s = splits.split_training_set(np.arange(20) % 2, 2, num_labeled=4, num_validation=0, seed=0)
-    # PCG64 draws are platform independent; this pins the subset of seed 0.
-    assert s.labeled.tolist() == sorted(s.labeled.tolist())
-    assert len(s.labeled_digest()) == 64
+def test_seeded_subsets_are_pinned():
+    """NumPy's PCG64 draws are platform independent: a seed names one subset on every machine.
+
+    These indices were drawn once; a change here changes every published split.
+    """
+    labels = np.arange(20) % 2
+    s = splits.split_training_set(labels, 2, num_labeled=4, num_validation=0, seed=0)
+    assert s.labeled.tolist() == [5, 7, 12, 14]
+    s = splits.split_training_set(labels, 2, num_labeled=4, num_validation=4, seed=0)
+    assert (s.labeled.tolist(), s.validation.tolist()) == ([5, 14, 16, 17], [2, 4, 6, 19])
 
 
 @pytest.mark.parametrize(

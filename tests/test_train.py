@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from ns3l_tf import train
+from ns3l_tf import cli, train
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 
 from .conftest import REPO_ROOT
@@ -23,11 +24,24 @@ BAD_FLAGS = [
         "images among the 60000 training images of fashion_mnist",
     ),
     (["--num_labeled=2005"], "--num_labeled=2005: must be a positive multiple of the 10 classes"),
-    (["--dataset=imagenet"], "--dataset=imagenet: unknown dataset; allowed: fashion_mnist"),
+    (
+        ["--dataset=imagenet"],
+        "--dataset=imagenet: unknown dataset; allowed: cifar10, cifar100, fashion_mnist, "
+        "stl10, svhn_cropped",
+    ),
+    (["--extra_unlabeled"], "--extra_unlabeled=True: fashion_mnist has no extra unlabeled split"),
     (["--algorithm=vatt"], "--algorithm=vatt: unknown algorithm 'vatt': components must be one of"),
     (["--model=resnet50"], "--model=resnet50: unknown model; allowed: small_cnn, wrn28_2"),
     (["--eval_every=7"], "--eval_every=7: must divide --train_steps=1200"),
     (["--unlabeled_batch_size=0"], "--unlabeled_batch_size=0: must be > 0 for --algorithm=ns3l"),
+    (["--vat_epsilon=0"], "--vat_epsilon=0.0: must be > 0"),
+    (["--ema_decay=1"], "--ema_decay=1.0: must be in [0, 1)"),
+    (["--pseudo_label_threshold=1.5"], "--pseudo_label_threshold=1.5: must be in [0, 1)"),
+    (["--mixmatch_weight=-1"], "--mixmatch_weight=-1.0: must be >= 0"),
+    (
+        ["--algorithm=mixmatch", "--unlabeled_batch_size=32"],
+        "--unlabeled_batch_size=32: must equal --batch_size=64 for MixMatch",
+    ),
     (["--num_labeled=abc"], "flag --num_labeled=abc: invalid literal"),
     (["--treshold=0.1"], "Unknown command line flag 'treshold'"),
     (["--flagfile=flags/missing.cfg"], "flags/missing.cfg"),
@@ -42,7 +56,7 @@ def test_bad_flags_exit_2_with_one_line_before_any_work(
     monkeypatch.chdir(REPO_ROOT)
     output_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        rest = train.parse_flags(
+        rest = cli.parse_flags(
             ["prog", "--flagfile=flags/fmnist_quick.cfg", f"--output_dir={output_dir}", *argv]
         )
         train.main(rest)
@@ -63,13 +77,13 @@ def test_config_refuses_bad_values_outside_the_cli():
 )
 def test_every_flagfile_parses_and_validates(path, saved_flags, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    train.parse_flags(["prog", f"--flagfile={os.path.relpath(path, REPO_ROOT)}"])
+    cli.parse_flags(["prog", f"--flagfile={os.path.relpath(path, REPO_ROOT)}"])
     assert isinstance(config_from_flags(), Config)
 
 
 def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg"])
+    cli.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg"])
     config = config_from_flags()
     assert (config.dataset, config.model, config.num_labeled) == (
         "fashion_mnist",
@@ -78,10 +92,10 @@ def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
     )
     assert (config.algorithm, config.ns3l_threshold, config.ns3l_weight) == ("ns3l", 0.03, 1.0)
     saved_flags.unparse_flags()
-    train.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
+    cli.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
     assert config_from_flags().ns3l_weight == 0.0  # later flags win
     saved_flags.unparse_flags()
-    train.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
+    cli.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
     assert config_from_flags().ns3l_weight == 1.0
 
 
@@ -136,5 +150,7 @@ def test_cli_end_to_end(tmp_path):
     assert {"ns3l_loss", "ns3l_negatives", "test_error"} <= set(results["history"][0])
     assert len(results["labeled_digest"]) == 64
     files = sorted(os.listdir(output_dir))
-    assert files == ["checkpoints", "model.keras", "results.json", "tensorboard"]
+    assert files == ["checkpoints", "model.keras", "results.json", "split.npz", "tensorboard"]
+    split = np.load(output_dir / "split.npz")
+    assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
     assert sorted(os.listdir(output_dir / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]

@@ -6,6 +6,8 @@ val = ns3l_tf.data.eval_dataset(data, data.validation_images, data.validation_la
 """
 
 import dataclasses
+import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +21,10 @@ class SSLData:
     """One dataset split for semi-supervised training, as in-memory uint8 arrays.
 
     `unlabeled_labels` are the hidden true labels of the unlabeled pool: never fed to
-    training, kept for diagnostics. `mean` and `std` `(C,)` are the per-channel statistics of
-    the training pool (labeled + unlabeled) on the [0, 1] scale.
+    training, kept for diagnostics. `extra_unlabeled` is an optional stream of `extra_size`
+    further unlabeled uint8 images (SVHN `extra`, STL-10 `unlabelled`), without labels.
+    `mean` and `std` `(C,)` are the per-channel statistics of the in-memory training pool
+    (labeled + unlabeled) on the [0, 1] scale.
     """
 
     info: DatasetInfo
@@ -35,6 +39,19 @@ class SSLData:
     test_labels: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    extra_unlabeled: Any = None
+    extra_size: int = 0
+
+    @property
+    def num_unlabeled(self) -> int:
+        """Unlabeled images per pass: the in-memory pool plus the extra split."""
+        return len(self.unlabeled_images) + self.extra_size
+
+    def labeled_digest(self) -> str:
+        """SHA-256 of the labeled images and labels: equal digests mean the same labeled set."""
+        digest = hashlib.sha256(self.labeled_images.tobytes())
+        digest.update(self.labeled_labels.astype("<i8").tobytes())
+        return digest.hexdigest()
 
 
 def ssl_data_from_raw(
@@ -59,17 +76,30 @@ def ssl_data_from_raw(
         test_labels=raw.test_labels,
         mean=scaled.mean(axis=0).astype(np.float32),
         std=scaled.std(axis=0).astype(np.float32),
+        extra_unlabeled=raw.extra_unlabeled,
+        extra_size=raw.extra_size,
     )
 
 
 def load_ssl_data(
     dataset: str,
     num_labeled: int,
-    num_validation: int = 5000,
+    num_validation: int | None = None,
     seed: int = 0,
     data_dir: str | None = None,
+    extra_unlabeled: bool | None = None,
 ) -> SSLData:
     """Loads `dataset` and splits it; the same arguments give the same split everywhere.
+
+    Args:
+      dataset: a name from `DATASETS` (fashion_mnist, cifar10, cifar100, svhn_cropped, stl10).
+      num_labeled: labeled images, `num_labeled / K` per class, drawn by `seed`.
+      num_validation: held-out validation images; None: the dataset's standard size
+        (5,000; 7,325 for SVHN; 0 for STL-10).
+      seed: the labeled subset's seed (validation does not depend on it).
+      data_dir: where the data is (IDX files for Fashion-MNIST, or a TFDS data dir).
+      extra_unlabeled: add the extra unlabeled split (SVHN `extra`, STL-10 `unlabelled`);
+        None: the dataset's default (on for STL-10 only).
 
     Raises:
       DataNotFoundError: the data is not on this machine (the message says how to get it).
@@ -78,7 +108,10 @@ def load_ssl_data(
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(sorted(DATASETS))}")
     info = DATASETS[dataset]
-    return ssl_data_from_raw(info, load_raw(dataset, data_dir), num_labeled, num_validation, seed)
+    if num_validation is None:
+        num_validation = info.default_num_validation
+    raw = load_raw(dataset, data_dir, extra=extra_unlabeled)
+    return ssl_data_from_raw(info, raw, num_labeled, num_validation, seed)
 
 
 __all__ = [

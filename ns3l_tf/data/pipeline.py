@@ -12,15 +12,34 @@ import tensorflow as tf
 from ns3l_tf.data import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Shuffle buffer of a streamed extra split (SVHN extra, STL-10 unlabelled), in images.
+EXTRA_SHUFFLE_BUFFER = 10_000
 
 
-def _augmented_stream(slices, num_examples, batch_size, augment_batch, seed):
-    """Shuffle (reshuffled every pass) → repeat → batch → augment with per-batch seeds."""
-    ds = tf.data.Dataset.from_tensor_slices(slices)
-    ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size, drop_remainder=True)  # static shapes for XLA and strategies
+def _repeated(examples, buffer_size: int, seed: int):
+    """Shuffled afresh on every pass, repeated forever."""
+    return examples.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True).repeat()
+
+
+def _batched(examples, batch_size: int, prepare_batch, seed: int):
+    """Batches (static shapes for XLA and strategies) and prepares each with its own seed."""
+    batches = examples.batch(batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed + 1).batch(2, drop_remainder=True)
-    return tf.data.Dataset.zip(ds, seeds).map(augment_batch, num_parallel_calls=AUTOTUNE)
+    return tf.data.Dataset.zip(batches, seeds).map(prepare_batch, num_parallel_calls=AUTOTUNE)
+
+
+def _unlabeled_examples(data, seed: int):
+    """The unlabeled pool, joined by the extra split in proportion to the two sizes."""
+    pool = tf.data.Dataset.from_tensor_slices(data.unlabeled_images)
+    pool = _repeated(pool, len(data.unlabeled_images), seed)
+    if data.extra_unlabeled is None:
+        return pool
+    extra = _repeated(data.extra_unlabeled, EXTRA_SHUFFLE_BUFFER, seed + 1)
+    weights = [
+        len(data.unlabeled_images) / data.num_unlabeled,
+        data.extra_size / data.num_unlabeled,
+    ]
+    return tf.data.Dataset.sample_from_datasets([pool, extra], weights, seed=seed + 2)
 
 
 def train_dataset(
@@ -28,6 +47,7 @@ def train_dataset(
     batch_size: int,
     unlabeled_batch_size: int = 0,
     seed: int = 0,
+    unlabeled_augmentations: int = 1,
 ):
     """The infinite training stream for `SSLModel.fit`.
 
@@ -36,11 +56,13 @@ def train_dataset(
       batch_size: labeled images per batch, B_l.
       unlabeled_batch_size: unlabeled images per batch, B_u; 0 gives a labeled-only stream.
       seed: seeds shuffling and augmentation (the unlabeled stream uses `seed + 10`).
+      unlabeled_augmentations: A, independent augmentations of each unlabeled image
+        (MixMatch uses 2).
 
     Returns:
       A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` float32,
-      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32 — or of `(x_l, y_l)` when
-      `unlabeled_batch_size` is 0.
+      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32, or `(A, B_u, H, W, C)` when
+      `unlabeled_augmentations` > 1 — or of `(x_l, y_l)` when `unlabeled_batch_size` is 0.
     """
     info = data.info
     transform = functools.partial(
@@ -50,17 +72,22 @@ def train_dataset(
     def prepare(images, seed):
         return transform(augment_lib.normalize(images, data.mean, data.std), seed)
 
-    labeled = _augmented_stream(
-        (data.labeled_images, data.labeled_labels),
+    def prepare_unlabeled(images, seed):
+        if unlabeled_augmentations == 1:
+            return prepare(images, seed)
+        seeds = tf.random.experimental.stateless_split(seed, unlabeled_augmentations)
+        return tf.stack([prepare(images, seeds[a]) for a in range(unlabeled_augmentations)])
+
+    labeled = _repeated(
+        tf.data.Dataset.from_tensor_slices((data.labeled_images, data.labeled_labels)),
         len(data.labeled_labels),
-        batch_size,
-        lambda batch, s: (prepare(batch[0], s), batch[1]),
         seed,
     )
+    labeled = _batched(labeled, batch_size, lambda b, s: (prepare(b[0], s), b[1]), seed)
     if not unlabeled_batch_size:
         return labeled.prefetch(AUTOTUNE)
-    unlabeled = _augmented_stream(
-        data.unlabeled_images, len(data.unlabeled_images), unlabeled_batch_size, prepare, seed + 10
+    unlabeled = _batched(
+        _unlabeled_examples(data, seed + 10), unlabeled_batch_size, prepare_unlabeled, seed + 10
     )
     return tf.data.Dataset.zip(labeled, unlabeled).prefetch(AUTOTUNE)
 

@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import os
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -36,39 +37,79 @@ class DatasetInfo:
       name: the `--dataset` value and TFDS name.
       num_classes: K.
       image_shape: `(H, W, C)`.
-      train_size: images in the full training split (labeled + unlabeled + validation).
+      train_size: images in the training split (labeled + unlabeled + validation).
+      test_size: images in the test split.
+      default_num_validation: training images held out for validation by default.
       max_translation: augmentation's random translation, in pixels, with reflect padding.
       flip: whether augmentation flips images horizontally.
+      extra_split: a TFDS split of extra unlabeled images (SVHN `extra`, STL-10
+        `unlabelled`), or None.
+      extra_size: images in `extra_split`.
+      extra_by_default: whether the extra split joins the unlabeled pool unless told otherwise.
     """
 
     name: str
     num_classes: int
     image_shape: tuple[int, int, int]
     train_size: int
+    test_size: int
+    default_num_validation: int
     max_translation: int
     flip: bool
+    extra_split: str | None = None
+    extra_size: int = 0
+    extra_by_default: bool = False
 
 
 DATASETS = {
-    "fashion_mnist": DatasetInfo(
-        name="fashion_mnist",
-        num_classes=10,
-        image_shape=(28, 28, 1),
-        train_size=60_000,
-        max_translation=2,
-        flip=False,
-    ),
+    info.name: info
+    for info in (
+        DatasetInfo("fashion_mnist", 10, (28, 28, 1), 60_000, 10_000, 5_000, 2, flip=False),
+        DatasetInfo("cifar10", 10, (32, 32, 3), 50_000, 10_000, 5_000, 2, flip=True),
+        DatasetInfo("cifar100", 100, (32, 32, 3), 50_000, 10_000, 5_000, 2, flip=True),
+        DatasetInfo(
+            "svhn_cropped",
+            10,
+            (32, 32, 3),
+            73_257,
+            26_032,
+            7_325,
+            2,
+            flip=False,
+            extra_split="extra",
+            extra_size=531_131,
+        ),
+        DatasetInfo(
+            "stl10",
+            10,
+            (96, 96, 3),
+            5_000,
+            8_000,
+            0,
+            4,
+            flip=True,
+            extra_split="unlabelled",
+            extra_size=100_000,
+            extra_by_default=True,
+        ),
+    )
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class RawData:
-    """Train and test splits as uint8 images `(N, H, W, C)` and int64 labels `(N,)`."""
+    """Train and test splits as uint8 images `(N, H, W, C)` and int64 labels `(N,)`.
+
+    `extra_unlabeled` is an optional stream of uint8 `(H, W, C)` images too large to hold in
+    memory (SVHN `extra`, STL-10 `unlabelled`), read from TFDS as training consumes it.
+    """
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    extra_unlabeled: Any = None  # tf.data.Dataset of images, or None
+    extra_size: int = 0
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -99,22 +140,59 @@ def _idx_paths(directory: str) -> dict[str, str] | None:
     return paths
 
 
-def _tfds_data_dir() -> str:
-    return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+def tfds_data_dir(data_dir: str | None = None) -> str:
+    """`data_dir`, else `$TFDS_DATA_DIR`, else ~/tensorflow_datasets."""
+    return data_dir or os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
-def _load_tfds_prepared(name: str, data_dir: str) -> RawData | None:
-    """Loads an already prepared TFDS dataset from `data_dir` (never downloads), or None."""
+def _not_prepared(name: str, data_dir: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"{name}: no prepared TFDS data in {data_dir} (this machine cannot download it); on a "
+        'machine with internet run `python -c "import tensorflow_datasets as tfds; '
+        f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"`, copy DIR/{name} "
+        f"into {data_dir}, or pass --data_dir=DIR"
+    )
+
+
+def _tfds_split(name: str, split: str, data_dir: str):
+    """A TFDS split as a `tf.data.Dataset` of `(image, label)`, never downloading."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        return None
-    arrays = {}
-    for split in ("train", "test"):
-        images, labels = tfds.as_numpy(builder.as_dataset(split, batch_size=-1, as_supervised=True))
-        arrays[split] = (images, labels.astype(np.int64))
-    return RawData(*arrays["train"], *arrays["test"])
+    try:
+        return tfds.load(name, split=split, data_dir=data_dir, download=False, as_supervised=True)
+    except AssertionError as error:  # TFDS's "could not find data in ..."
+        raise _not_prepared(name, data_dir) from error
+
+
+def _to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """`(image, label)` dataset → uint8 `(N, H, W, C)` images and int64 `(N,)` labels."""
+    images, labels = [], []
+    for image_batch, label_batch in dataset.batch(4096).as_numpy_iterator():
+        images.append(image_batch)
+        labels.append(label_batch)
+    return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+
+
+def load_tfds(name: str, data_dir: str | None = None, extra: bool = False) -> RawData:
+    """A TFDS dataset's train and test splits in memory, plus its extra split as a stream.
+
+    Args:
+      name: a TFDS name from `DATASETS`.
+      data_dir: the TFDS data dir holding the prepared dataset (default `tfds_data_dir()`).
+      extra: also open `DATASETS[name].extra_split` as `RawData.extra_unlabeled`.
+
+    Raises:
+      DataNotFoundError: the dataset is not prepared there (one line saying how to prepare it).
+    """
+    data_dir = tfds_data_dir(data_dir)
+    train = _to_numpy(_tfds_split(name, "train", data_dir))
+    test = _to_numpy(_tfds_split(name, "test", data_dir))
+    info = DATASETS[name]
+    extra_stream, extra_size = None, 0
+    if extra and info.extra_split:
+        extra_stream = _tfds_split(name, info.extra_split, data_dir).map(lambda x, y: x)
+        extra_size = info.extra_size
+    return RawData(*train, *test, extra_unlabeled=extra_stream, extra_size=extra_size)
 
 
 def fashion_mnist_search_path(data_dir: str | None = None) -> list[str]:
@@ -127,8 +205,9 @@ def load_fashion_mnist(data_dir: str | None = None) -> RawData:
     """Real Fashion-MNIST from IDX files, else from a prepared TFDS data dir.
 
     Searches, in order: `data_dir`, `$NS3L_DATA_DIR`, /usr/share/datasets/fashion-mnist
-    (Debian package `dataset-fashion-mnist`), then the TFDS data dir (`$TFDS_DATA_DIR` or
-    ~/tensorflow_datasets) for a prepared `fashion_mnist`.
+    (Debian package `dataset-fashion-mnist`) for the IDX files, then the TFDS data dir
+    (`data_dir`, else `$TFDS_DATA_DIR` or ~/tensorflow_datasets) for a prepared
+    `fashion_mnist`.
 
     Raises:
       DataNotFoundError: one line naming every place searched and how to install the data.
@@ -144,10 +223,11 @@ def load_fashion_mnist(data_dir: str | None = None) -> RawData:
                 test_images=arrays["test_images"][..., None],
                 test_labels=arrays["test_labels"].astype(np.int64),
             )
-    tfds_dir = _tfds_data_dir()
-    raw = _load_tfds_prepared("fashion_mnist", tfds_dir)
-    if raw is not None:
-        return raw
+    tfds_dir = tfds_data_dir(data_dir)  # --data_dir may also be a TFDS data dir
+    try:
+        return load_tfds("fashion_mnist", tfds_dir)
+    except DataNotFoundError:
+        pass
     raise DataNotFoundError(
         f"Fashion-MNIST not found in {', '.join(searched)} (IDX files "
         f"{_IDX_FILES['train_images']}[.gz] etc.) nor prepared in the TFDS data dir {tfds_dir}; "
@@ -156,11 +236,18 @@ def load_fashion_mnist(data_dir: str | None = None) -> RawData:
     )
 
 
-LOADERS = {"fashion_mnist": load_fashion_mnist}
+def load_raw(name: str, data_dir: str | None = None, extra: bool | None = None) -> RawData:
+    """Loads the train and test splits of a registered dataset.
 
-
-def load_raw(name: str, data_dir: str | None = None) -> RawData:
-    """Loads the train and test splits of a registered dataset."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(LOADERS))}")
-    return LOADERS[name](data_dir)
+    Fashion-MNIST comes from its IDX files when found (see `load_fashion_mnist`), every other
+    dataset from a prepared TFDS data dir (`data_dir`, `$TFDS_DATA_DIR` or
+    ~/tensorflow_datasets). `extra` (default: the dataset's `extra_by_default`) adds the
+    extra unlabeled split as a stream.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(DATASETS))}")
+    if name == "fashion_mnist":
+        return load_fashion_mnist(data_dir)
+    if extra is None:
+        extra = DATASETS[name].extra_by_default
+    return load_tfds(name, data_dir, extra=extra)

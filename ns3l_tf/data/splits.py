@@ -1,7 +1,6 @@
 """Seeded, class-balanced labeled / unlabeled / validation splits of a training set."""
 
 import dataclasses
-import hashlib
 
 import numpy as np
 
@@ -23,10 +22,6 @@ class SplitIndices:
     labeled: np.ndarray
     unlabeled: np.ndarray
     validation: np.ndarray
-
-    def labeled_digest(self) -> str:
-        """SHA-256 of the labeled indices: equal digests mean the same labeled subset."""
-        return hashlib.sha256(self.labeled.astype("<i8").tobytes()).hexdigest()
 
 
 def split_training_set(

@@ -1,22 +1,44 @@
 """Semi-supervised methods: one base method plus any additive terms, named by an algorithm string.
 
-An algorithm string joins components with `+`: `"supervised"`, `"ns3l"` (short for
-`"supervised+ns3l"`). Adding a method is a new module here and one registry line.
+An algorithm string joins one base method and any additive terms with `+`: `"supervised"`,
+`"ns3l"` (short for `"supervised+ns3l"`), `"vat+entmin+ns3l"`, `"pseudo_label+ns3l"`,
+`"mixmatch+ns3l"`. Adding a
+method is a new module here and one registry line. Each factory takes the `SSLModel`, which
+owns the hyperparameters (as Variables where a callback may change them).
 """
 
 import dataclasses
 
 from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+from ns3l_tf.methods.entmin import EntMin
+from ns3l_tf.methods.mixmatch import MixMatch
 from ns3l_tf.methods.ns3l import NS3L
+from ns3l_tf.methods.pseudo_label import PseudoLabel
 from ns3l_tf.methods.supervised import Supervised
+from ns3l_tf.methods.vat import VAT
 
 # Base methods decide what is fed through the network: name -> factory(model).
 BASE_METHODS = {
-    "supervised": lambda model: Supervised(),
+    "supervised": lambda m: Supervised(),
+    "pseudo_label": lambda m: PseudoLabel(
+        m.pseudo_label_threshold, m.pseudo_label_weight, m.consistency_rampup
+    ),
+    "vat": lambda m: VAT(
+        m.vat_epsilon, m.vat_xi, m.vat_weight, m.seed_generator, m.consistency_rampup
+    ),
+    "mixmatch": lambda m: MixMatch(
+        m.num_classes,
+        m.mixmatch_temperature,
+        m.mixmatch_alpha,
+        m.mixmatch_weight,
+        m.seed_generator,
+        m.mixmatch_rampup,
+    ),
 }
 # Additive terms only read the base method's outputs: name -> factory(model).
 ADDITIVE_TERMS = {
-    "ns3l": lambda model: NS3L(threshold=model.ns3l_threshold, weight=model.ns3l_weight),
+    "entmin": lambda m: EntMin(m.entmin_weight, m.consistency_rampup),
+    "ns3l": lambda m: NS3L(m.ns3l_threshold, m.ns3l_weight, m.consistency_rampup),
 }
 
 
@@ -57,8 +79,12 @@ __all__ = [
     "AlgorithmSpec",
     "BaseOutputs",
     "Contribution",
+    "EntMin",
+    "MixMatch",
     "NS3L",
+    "PseudoLabel",
     "Supervised",
+    "VAT",
     "Term",
     "parse_algorithm",
 ]

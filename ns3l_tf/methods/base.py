@@ -6,17 +6,31 @@ outputs and returns a `Contribution`. The train step weights and sums every name
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+from keras import ops
 
 Tensor = Any  # a backend tensor; keras.ops functions accept and return it
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-    """One named loss term: its unweighted scalar value and its weight in the total."""
+    """One named loss term: its unweighted value, its weight and an optional ramp-up.
+
+    Its share of the total loss is `weight · rampup(step)` times `value`.
+    """
 
     value: Tensor
-    weight: Any = 1.0  # a float or a non-trainable keras.Variable (schedules assign to it)
+    weight: Any = 1.0  # a float or a non-trainable keras.Variable (callbacks assign to it)
+    rampup: Callable[[Tensor], Tensor] | None = None  # step → factor in [0, 1]
+
+    def weighted(self, step) -> Tensor:
+        """`weight · rampup(step) · value` as float32."""
+        weight = ops.cast(self.weight, "float32")
+        if self.rampup is not None:
+            weight = weight * self.rampup(step)
+        return weight * self.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,3 +60,14 @@ class BaseOutputs:
     unlabeled_probs: Tensor | None
     targets: Tensor | None
     contribution: Contribution
+
+
+def forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled):
+    """One training-mode pass over `concat(x_l, x_u)`: BatchNorm sees (and updates from) both.
+
+    Returns:
+      `(labeled_logits (B_l, K), unlabeled_logits (B_u, K))`, float32.
+    """
+    num_labeled = ops.shape(x_labeled)[0]
+    logits = model(ops.concatenate([x_labeled, x_unlabeled], axis=0), training=True)
+    return logits[:num_labeled], logits[num_labeled:]

@@ -16,14 +16,16 @@ class NS3L:
     Args:
       threshold: scalar T in (0, 1), a float or a non-trainable `keras.Variable`.
       weight: λ₁ ≥ 0, a float or a non-trainable `keras.Variable`.
+      rampup: optional step → factor in [0, 1] multiplying the weight.
     """
 
     loss_names = ("ns3l_loss",)
     metric_names = ("ns3l_negatives",)
 
-    def __init__(self, threshold, weight):
+    def __init__(self, threshold, weight, rampup=None):
         self.threshold = threshold
         self.weight = weight
+        self.rampup = rampup
 
     def __call__(self, outputs: BaseOutputs) -> Contribution:
         if outputs.unlabeled_probs is None:
@@ -34,6 +36,6 @@ class NS3L:
         negatives = losses.ns3l_negatives(outputs.targets, self.threshold)
         value = losses.negative_sampling_loss(negatives, outputs.unlabeled_probs)
         return Contribution(
-            losses={"ns3l_loss": Term(value, self.weight)},
+            losses={"ns3l_loss": Term(value, self.weight, self.rampup)},
             metrics={"ns3l_negatives": ops.mean(ops.sum(negatives, axis=-1))},
         )

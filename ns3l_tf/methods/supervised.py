@@ -3,7 +3,7 @@
 from keras import ops
 
 from ns3l_tf import losses
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
 
 
 class Supervised:
@@ -17,6 +17,8 @@ class Supervised:
 
     loss_names = ("sup_loss",)
     metric_names = ()
+    needs_unlabeled = False  # only when an additive term asks for unlabeled outputs
+    unlabeled_augmentations = 1
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None) -> BaseOutputs:
         """Runs the forward pass(es).
@@ -31,10 +33,10 @@ class Supervised:
             labeled_logits = model(x_labeled, training=True)
             unlabeled_probs = targets = None
         else:
-            num_labeled = ops.shape(x_labeled)[0]
-            logits = model(ops.concatenate([x_labeled, x_unlabeled], axis=0), training=True)
-            labeled_logits = logits[:num_labeled]
-            unlabeled_probs = ops.softmax(logits[num_labeled:], axis=-1)
+            labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(
+                model, x_labeled, x_unlabeled
+            )
+            unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
             targets = ops.stop_gradient(unlabeled_probs)
         sup_loss = losses.cross_entropy(y_labeled, labeled_logits)
         return BaseOutputs(

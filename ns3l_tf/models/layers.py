@@ -1,13 +1,66 @@
-"""Layer settings shared by the backbones (Oliver et al. 2018 conventions)."""
+"""Layers and settings shared by the backbones (Oliver et al. 2018 conventions)."""
+
+import contextlib
 
 import keras
+from keras import ops
 
 LEAKY_RELU_SLOPE = 0.1
 # TF convention: moving = momentum * moving + (1 - momentum) * batch.
 BATCH_NORM_MOMENTUM = 0.999
 BATCH_NORM_EPSILON = 1e-3
 
+# Read when a train step is traced: a Python flag costs nothing at run time.
+_update_moving_statistics = [True]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_statistics():
+    """Training-mode passes inside this block leave every `BatchNorm`'s moving statistics alone.
+
+    Keras 3 updates BatchNorm moving statistics on every `training=True` call. SSL methods make
+    auxiliary passes (VAT's perturbed inputs, MixMatch's label guesses and later interleaved
+    batches) that must still normalise with batch statistics but must not update the moving
+    ones, as the reference implementations did by collecting `UPDATE_OPS` of one pass only.
+
+    Example:
+      with frozen_batchnorm_statistics():
+          logits_adv = model(x_unlabeled + r_adv, training=True)
+    """
+    previous = _update_moving_statistics[0]
+    _update_moving_statistics[0] = False
+    try:
+        yield
+    finally:
+        _update_moving_statistics[0] = previous
+
+
+@keras.saving.register_keras_serializable(package="ns3l_tf")
+class BatchNorm(keras.layers.BatchNormalization):
+    """BatchNormalization that honours `frozen_batchnorm_statistics()`.
+
+    Inside the block a training-mode call normalises with the batch's own statistics (in
+    float32) exactly as `BatchNormalization` does, without touching `moving_mean` and
+    `moving_variance`; everywhere else it is `BatchNormalization`.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable and not _update_moving_statistics[0]:
+            x = ops.cast(inputs, "float32")
+            mean, variance = ops.moments(x, axes=list(range(len(x.shape) - 1)))
+            y = ops.batch_normalization(
+                x,
+                mean,
+                variance,
+                axis=-1,
+                offset=self.beta,
+                scale=self.gamma,
+                epsilon=self.epsilon,
+            )
+            return ops.cast(y, self.compute_dtype)
+        return super().call(inputs, training=training, mask=mask)
+
 
 def batch_norm(momentum: float = BATCH_NORM_MOMENTUM):
-    """BatchNormalization with epsilon 1e-3 and the reference momentum 0.999 by default."""
-    return keras.layers.BatchNormalization(momentum=momentum, epsilon=BATCH_NORM_EPSILON)
+    """`BatchNorm` with epsilon 1e-3 and the reference momentum 0.999 by default."""
+    return BatchNorm(momentum=momentum, epsilon=BATCH_NORM_EPSILON)

@@ -1,0 +1,137 @@
+"""MixMatch (Berthelot et al. 2019) as a base method, following its reference implementation."""
+
+import keras
+from keras import ops
+
+from ns3l_tf import losses
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+from ns3l_tf.models.layers import frozen_batchnorm_statistics
+
+
+def interleave(chunks):
+    """Swaps slice i of chunk 0 with slice i of chunk i, for i = 1 … n−1 (n equal slices).
+
+    Every chunk then mixes labeled and unlabeled samples, so BatchNorm's batch statistics of
+    any one chunk represent the whole batch. Applying it twice restores the input.
+
+    Args:
+      chunks: n tensors with the same static first dimension.
+    """
+    n = len(chunks)
+    size = chunks[0].shape[0]
+    bounds = [round(i * size / n) for i in range(n + 1)]
+    sliced = [[c[bounds[j] : bounds[j + 1]] for j in range(n)] for c in chunks]
+    for i in range(1, n):
+        sliced[0][i], sliced[i][i] = sliced[i][i], sliced[0][i]
+    return [ops.concatenate(parts, axis=0) for parts in sliced]
+
+
+def mixup(inputs, targets, alpha, seed_generator):
+    """MixUp with a partner from a shuffle of the same batch and `λ′ = max(λ, 1 − λ)`.
+
+    Args:
+      inputs: `(N, H, W, C)` images.
+      targets: `(N, K)` label distributions.
+      alpha: λ ~ Beta(α, α), drawn per sample.
+      seed_generator: a `keras.random.SeedGenerator`.
+
+    Returns:
+      `(mixed_inputs, mixed_targets, lam)`; `lam` `(N,)` ≥ 0.5, so every mixed sample stays
+      closer to its own origin.
+    """
+    n = ops.shape(inputs)[0]
+    lam = keras.random.beta((n,), alpha, alpha, seed=seed_generator)
+    lam = ops.maximum(lam, 1.0 - lam)
+    partner = keras.random.shuffle(ops.arange(n), seed=seed_generator)
+    lam_x = ops.reshape(lam, (-1, 1, 1, 1))
+    mixed_inputs = lam_x * inputs + (1.0 - lam_x) * ops.take(inputs, partner, axis=0)
+    lam_y = ops.reshape(lam, (-1, 1))
+    mixed_targets = lam_y * targets + (1.0 - lam_y) * ops.take(targets, partner, axis=0)
+    return mixed_inputs, mixed_targets, lam
+
+
+class MixMatch:
+    """Cross-entropy on mixed labeled X′ plus λ₃ · squared error on mixed unlabeled U′.
+
+    Each step: guess labels as the sharpened mean prediction over the A augmentations of each
+    unlabeled image; MixUp the union of labeled (one-hot) and unlabeled (guessed) samples with
+    a shuffle of itself; interleave the A + 1 chunks and forward them. Only the first chunk's
+    pass updates BatchNorm's moving statistics (as the reference collects one pass's update
+    ops); the guessing passes and the other chunks run with frozen statistics. The additive
+    terms see X′ ∪ U′: `targets` are the mixed labels and guesses, `unlabeled_probs` the
+    model's probabilities on the mixed inputs.
+
+    Args:
+      num_classes: K.
+      temperature: sharpening temperature (0.5).
+      alpha: MixUp's Beta(α, α) parameter (0.75).
+      weight: λ₃ (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100), float or Variable.
+      seed_generator: a `keras.random.SeedGenerator`.
+      rampup: step → factor in [0, 1] (linear over 16,384 steps in the reference).
+    """
+
+    loss_names = ("sup_loss", "mixmatch_loss")
+    metric_names = ()
+    needs_unlabeled = True
+    unlabeled_augmentations = 2  # A: augmentations of each unlabeled image
+
+    def __init__(self, num_classes, temperature, alpha, weight, seed_generator, rampup=None):
+        self.num_classes = num_classes
+        self.temperature = temperature
+        self.alpha = alpha
+        self.weight = weight
+        self.seed_generator = seed_generator
+        self.rampup = rampup
+
+    def guess_labels(self, model, x_unlabeled):
+        """`(A, B, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached)."""
+        augmentations, batch = x_unlabeled.shape[0], x_unlabeled.shape[1]
+        flat = ops.reshape(x_unlabeled, (augmentations * batch, *x_unlabeled.shape[2:]))
+        with frozen_batchnorm_statistics():
+            logits = model(flat, training=True)
+        probs = ops.softmax(ops.reshape(logits, (augmentations, batch, -1)), axis=-1)
+        return ops.stop_gradient(losses.sharpen(ops.mean(probs, axis=0), self.temperature))
+
+    def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
+        if len(x_unlabeled.shape) != 5:
+            raise ValueError(
+                "MixMatch needs unlabeled batches of shape (augmentations, B, H, W, C): "
+                "build the pipeline with unlabeled_augmentations=2"
+            )
+        augmentations, batch = x_unlabeled.shape[0], x_labeled.shape[0]
+        if x_unlabeled.shape[1] != batch:
+            raise ValueError("MixMatch needs equal labeled and unlabeled batch sizes")
+        guesses = self.guess_labels(model, x_unlabeled)
+        inputs = ops.concatenate(
+            [x_labeled, ops.reshape(x_unlabeled, (augmentations * batch, *x_labeled.shape[1:]))],
+            axis=0,
+        )
+        targets = ops.concatenate(
+            [ops.one_hot(y_labeled, self.num_classes), ops.tile(guesses, (augmentations, 1))],
+            axis=0,
+        )
+        mixed_inputs, mixed_targets, _ = mixup(inputs, targets, self.alpha, self.seed_generator)
+        mixed_targets = ops.stop_gradient(mixed_targets)
+
+        chunks = interleave(ops.split(mixed_inputs, augmentations + 1, axis=0))
+        logits = [model(chunks[0], training=True)]
+        with frozen_batchnorm_statistics():
+            logits += [model(chunk, training=True) for chunk in chunks[1:]]
+        logits = ops.concatenate(interleave(logits), axis=0)  # back in mixed order
+
+        labeled_logits = logits[:batch]
+        probs = ops.softmax(logits, axis=-1)
+        sup_loss = losses.soft_cross_entropy(mixed_targets[:batch], labeled_logits)
+        unlabeled_loss = losses.squared_error(mixed_targets[batch:], probs[batch:])
+        return BaseOutputs(
+            labeled_logits=labeled_logits,
+            labels=y_labeled,  # λ′ ≥ 0.5: a mixed labeled sample keeps its own class
+            unlabeled_probs=probs,
+            targets=mixed_targets,
+            contribution=Contribution(
+                losses={
+                    "sup_loss": Term(sup_loss),
+                    "mixmatch_loss": Term(unlabeled_loss, self.weight, self.rampup),
+                }
+            ),
+        )

@@ -1,0 +1,51 @@
+"""Pseudo-Label (Lee 2013) as a base method, following Oliver et al. (2018)."""
+
+from keras import ops
+
+from ns3l_tf import losses
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
+
+
+class PseudoLabel:
+    """Labeled cross-entropy plus cross-entropy to confident predictions on unlabeled data.
+
+    Unlabeled samples whose detached prediction exceeds `threshold` are trained towards its
+    argmax; the loss is averaged over the whole unlabeled batch. Logs `pl_mask`, the fraction
+    of unlabeled samples above the threshold.
+
+    Args:
+      threshold: confidence in (0, 1) (0.95).
+      weight: the term's weight (1.0), float or non-trainable `keras.Variable`.
+      rampup: optional step → factor in [0, 1] multiplying the weight.
+    """
+
+    loss_names = ("sup_loss", "pl_loss")
+    metric_names = ("pl_mask",)
+    needs_unlabeled = True
+    unlabeled_augmentations = 1
+
+    def __init__(self, threshold, weight, rampup=None):
+        self.threshold = threshold
+        self.weight = weight
+        self.rampup = rampup
+
+    def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
+        labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(
+            model, x_labeled, x_unlabeled
+        )
+        unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
+        targets = ops.stop_gradient(unlabeled_probs)
+        pl_loss, mask = losses.pseudo_label_loss(targets, unlabeled_logits, self.threshold)
+        return BaseOutputs(
+            labeled_logits=labeled_logits,
+            labels=y_labeled,
+            unlabeled_probs=unlabeled_probs,
+            targets=targets,
+            contribution=Contribution(
+                losses={
+                    "sup_loss": Term(losses.cross_entropy(y_labeled, labeled_logits)),
+                    "pl_loss": Term(pl_loss, self.weight, self.rampup),
+                },
+                metrics={"pl_mask": ops.mean(mask)},
+            ),
+        )

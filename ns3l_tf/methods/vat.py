@@ -1,0 +1,90 @@
+"""Virtual adversarial training (Miyato et al. 2017) as a base method, as in Oliver et al."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ns3l_tf import losses
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
+from ns3l_tf.models.layers import frozen_batchnorm_statistics
+
+
+def unit_vectors(d):
+    """Scales each sample of `d` `(B, ...)` to L2 norm 1 over all its non-batch entries.
+
+    As in the reference VAT code, each sample is first divided by `1e-12 + max |d|`, which
+    keeps the squares from underflowing; samples with `max |d|` far below 1e-12 stay tiny.
+    """
+    axes = list(range(1, len(d.shape)))
+    d = d / (1e-12 + ops.max(ops.abs(d), axis=axes, keepdims=True))  # avoids underflow
+    return d / ops.sqrt(1e-6 + ops.sum(ops.square(d), axis=axes, keepdims=True))
+
+
+class VAT:
+    """Labeled cross-entropy plus `KL(p(x_u) ‖ p(x_u + r_adv))` on the unlabeled batch.
+
+    `r_adv = ε · g / ‖g‖₂` with `g = ∇_r KL(p ‖ p(x_u + r))` at `r = ξ · unit(N(0, I))` (one
+    power iteration), per sample; p is the detached clean prediction. The perturbed passes run
+    in training mode inside `frozen_batchnorm_statistics()`: they normalise with batch
+    statistics but leave the moving statistics to the clean pass. The perturbation math is
+    float32; a float16/bfloat16 backbone is refused, because ξ = 1e-6 vanishes there.
+
+    Args:
+      epsilon: ε, the adversarial perturbation's L2 norm per image (6.0 CIFAR, 1.0 SVHN).
+      xi: ξ, the finite-difference step (1e-6).
+      weight: the term's weight λ₂ (0.3), float or non-trainable `keras.Variable`.
+      seed_generator: a `keras.random.SeedGenerator` for the random directions.
+      rampup: optional step → factor in [0, 1] multiplying the weight.
+    """
+
+    loss_names = ("sup_loss", "vat_loss")
+    metric_names = ()
+    needs_unlabeled = True
+    unlabeled_augmentations = 1
+
+    def __init__(self, epsilon, xi, weight, seed_generator, rampup=None):
+        self.epsilon = epsilon
+        self.xi = xi
+        self.weight = weight
+        self.seed_generator = seed_generator
+        self.rampup = rampup
+
+    def adversarial_perturbation(self, model, x_unlabeled, clean_logits):
+        """`r_adv` `(B_u, H, W, C)`: the direction that raises the KL most, at norm ε."""
+        clean_logits = ops.stop_gradient(clean_logits)
+        d = keras.random.normal(ops.shape(x_unlabeled), seed=self.seed_generator)
+        r = self.xi * unit_vectors(d)
+        with tf.GradientTape() as tape:
+            tape.watch(r)
+            with frozen_batchnorm_statistics():
+                perturbed_logits = model(x_unlabeled + r, training=True)
+            divergence = losses.kl_divergence(clean_logits, perturbed_logits)
+        gradient = ops.stop_gradient(tape.gradient(divergence, r))
+        return self.epsilon * unit_vectors(gradient)
+
+    def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
+        if model.backbone.compute_dtype != "float32":
+            raise ValueError(
+                f"VAT needs a float32 backbone, got {model.backbone.compute_dtype}: its "
+                f"xi={self.xi} perturbation vanishes in low precision"
+            )
+        labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(
+            model, x_labeled, x_unlabeled
+        )
+        r_adv = self.adversarial_perturbation(model, x_unlabeled, unlabeled_logits)
+        with frozen_batchnorm_statistics():
+            adversarial_logits = model(x_unlabeled + r_adv, training=True)
+        vat_loss = losses.kl_divergence(unlabeled_logits, adversarial_logits)
+        unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
+        return BaseOutputs(
+            labeled_logits=labeled_logits,
+            labels=y_labeled,
+            unlabeled_probs=unlabeled_probs,
+            targets=ops.stop_gradient(unlabeled_probs),
+            contribution=Contribution(
+                losses={
+                    "sup_loss": Term(losses.cross_entropy(y_labeled, labeled_logits)),
+                    "vat_loss": Term(vat_loss, self.weight, self.rampup),
+                }
+            ),
+        )

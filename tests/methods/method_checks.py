@@ -1,0 +1,111 @@
+"""The checks every SSL method passes, shared by the per-method tests."""
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ns3l_tf import SSLModel, models
+from ns3l_tf import data as data_lib
+from ns3l_tf.models import layers
+
+
+def fixed_batch(data, n_labeled=16, n_unlabeled=24, augmentations=1):
+    """Normalised `(x_l, y_l, x_u)` from the start of each pool; with `augmentations` > 1,
+    `x_u` is `(augmentations, n_unlabeled, H, W, C)` of differently translated copies."""
+    normalize = lambda x: data_lib.augment.normalize(x, data.mean, data.std)  # noqa: E731
+    x_u = normalize(data.unlabeled_images[:n_unlabeled])
+    if augmentations > 1:
+        x_u = tf.stack(
+            [data_lib.augment.random_translate(x_u, 2, (a, 0)) for a in range(augmentations)]
+        )
+    return (
+        normalize(data.labeled_images[:n_labeled]),
+        tf.constant(data.labeled_labels[:n_labeled]),
+        x_u,
+    )
+
+
+def updating_passes(model, batch, monkeypatch) -> collections.Counter:
+    """Runs one eager train step and counts, per BatchNorm layer, the training-mode calls
+    that update its moving statistics."""
+    counts = collections.Counter()
+    original = layers.BatchNorm.call
+
+    def spy(self, inputs, training=None, mask=None):
+        if training and layers._update_moving_statistics[0]:
+            counts[self.name] += 1
+        return original(self, inputs, training=training, mask=mask)
+
+    monkeypatch.setattr(layers.BatchNorm, "call", spy)
+    model.train_step(batch)
+    return counts
+
+
+def build(algorithm, learning_rate=0.01, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, **kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    model(np.zeros((1, 28, 28, 1), "float32"))
+    return model
+
+
+def moving_statistics(model):
+    return [v.numpy().copy() for v in model.backbone.non_trainable_weights]
+
+
+def check_one_step(algorithm, data, expected_losses, monkeypatch, **kwargs):
+    """One train step: finite named terms, every weight moves, and each BatchNorm layer's
+    moving statistics are updated by exactly one pass. Where that pass is the plain
+    labeled(+unlabeled) pass (all but MixMatch), the statistics must equal one such pass."""
+    model = build(algorithm, **kwargs)
+    augmentations = model.unlabeled_augmentations
+    x_l, y_l, x_u = fixed_batch(data, 16, 16 if augmentations > 1 else 24, augmentations)
+    batch = ((x_l, y_l), x_u) if model.uses_unlabeled_data else (x_l, y_l)
+    counts = updating_passes(build(algorithm, **kwargs), batch, monkeypatch)
+    norms = [x for x in model.backbone.layers if isinstance(x, layers.BatchNorm)]
+    assert sorted(counts.values()) == [1] * len(norms), counts
+
+    reference = build(algorithm, **kwargs)
+    reference.set_weights(model.get_weights())
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    logs = {k: float(v) for k, v in tf.function(model.train_step)(batch).items()}
+
+    for name in ("loss", *expected_losses):
+        assert np.isfinite(logs[name]), (name, logs)
+    total = sum(logs[n] for n in expected_losses)
+    assert set(expected_losses) <= set(logs)
+    assert logs["loss"] <= total + 1e-4 or "sup_loss" in logs  # weights ≤ 1 in tests
+    moved = [not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
+    assert all(moved)
+
+    if augmentations == 1:
+        clean_pass = tf.concat([x_l, x_u], 0) if model.uses_unlabeled_data else x_l
+        reference.backbone(clean_pass, training=True)
+        for got, want in zip(moving_statistics(model), moving_statistics(reference)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    return model, logs
+
+
+def check_save_and_load(model, tmp_path):
+    x_l = tf.random.stateless_normal((4, 28, 28, 1), (0, 1))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    hyperparameters = lambda m: {k: v for k, v in m.get_config().items() if k != "backbone"}  # noqa: E731
+    assert hyperparameters(loaded) == hyperparameters(model)
+    np.testing.assert_allclose(loaded(x_l).numpy(), model(x_l).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def check_loss_falls(algorithm, data, steps=80, **kwargs):
+    """A short real run on a Fashion-MNIST subset: the total loss falls by a wide margin."""
+    model = build(algorithm, learning_rate=2e-3, **kwargs)
+    unlabeled = 32 if model.uses_unlabeled_data else 0
+    train = data_lib.train_dataset(
+        data, 32, unlabeled, seed=0, unlabeled_augmentations=model.unlabeled_augmentations
+    )
+    history = model.fit(
+        train, steps_per_epoch=steps // 4, epochs=4, verbose=0, shuffle=False
+    ).history
+    assert history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
+    return history

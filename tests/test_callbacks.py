@@ -1,0 +1,66 @@
+"""Evaluation protocol: EMA evaluation, best-validation selection, median of the last 20,
+and the optimizer's weight decay on kernels only."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ns3l_tf import SSLModel, models, train
+from ns3l_tf import data as data_lib
+from ns3l_tf.callbacks import EvaluationHistory
+from ns3l_tf.config import Config
+
+
+class _RawTestError(keras.callbacks.Callback):
+    """Records the test error of the raw (non-EMA) weights at each epoch end."""
+
+    def __init__(self, test_data):
+        super().__init__()
+        self.test_data, self.errors = test_data, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.errors.append(
+            self.model.evaluate(self.test_data, verbose=0, return_dict=True)["error"]
+        )
+
+
+def test_test_split_is_evaluated_with_the_ema_weights(small_data):
+    keras.utils.set_random_seed(0)
+    model = SSLModel(models.small_cnn(), 10, algorithm="supervised")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3, use_ema=True, ema_momentum=0.9))
+    model(np.zeros((1, 28, 28, 1), "float32"))
+    train_ds = data_lib.train_dataset(small_data, 32, 0, seed=0)
+    test = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels)
+    history = EvaluationHistory(test, steps_per_epoch=15, use_ema=True)
+    raw = _RawTestError(test)
+    model.fit(
+        train_ds, steps_per_epoch=15, epochs=2, verbose=0, callbacks=[history, raw], shuffle=False
+    )
+    ema_error = model.evaluate(test, verbose=0, return_dict=True)["error"]  # fit ends on EMA
+    assert history.records[-1]["test_error"] == pytest.approx(ema_error, abs=1e-4)
+    assert raw.errors[-1] != pytest.approx(ema_error, abs=1e-4)
+
+
+def test_best_and_median_of_records():
+    history = EvaluationHistory(test_data=None, steps_per_epoch=10)
+    errors = [(30.0, 31.0), (20.0, 22.0), (20.0, 25.0), (25.0, 21.0)]
+    history.records = [
+        {"step": 10 * (i + 1), "val_error": v, "test_error": t} for i, (v, t) in enumerate(errors)
+    ]
+    assert history.best["step"] == 20 and history.best["test_error"] == 22.0  # earliest tie
+    assert history.median_test_error(last=3) == 22.0
+    assert history.median_test_error(last=20) == pytest.approx((22.0 + 25.0) / 2)
+
+
+def test_weight_decay_shrinks_kernels_only():
+    config = Config(learning_rate=0.1, weight_decay=0.5, ema_decay=0.999)
+    optimizer = train.build_optimizer(config)
+    kernel = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
+    gamma = keras.Variable(np.ones((2,), "float32"), name="gamma")
+    bias = keras.Variable(np.ones((2,), "float32"), name="bias")
+    optimizer.apply([tf.zeros((2, 2)), tf.zeros((2,)), tf.zeros((2,))], [kernel, gamma, bias])
+    np.testing.assert_allclose(kernel.numpy(), 1 - 0.1 * 0.5)  # w <- w (1 - lr wd)
+    np.testing.assert_array_equal(gamma.numpy(), 1.0)
+    np.testing.assert_array_equal(bias.numpy(), 1.0)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.999

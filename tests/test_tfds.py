@@ -1,0 +1,183 @@
+"""TFDS datasets under `tfds.testing.mock_data`: loading, splits, preprocessing, extra splits."""
+
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ns3l_tf import data as data_lib
+from ns3l_tf import train
+from ns3l_tf.config import Config
+from ns3l_tf.data import augment, sources
+
+TFDS_DATASETS = ["cifar10", "cifar100", "svhn_cropped", "stl10", "fashion_mnist"]
+# Small fake splits; the extra splits are constant white images so tests can spot them.
+FAKE_SIZES = {"train": 1000, "test": 200, "extra": 300, "unlabelled": 300}
+EXTRA_SPLITS = ("extra", "unlabelled")
+
+
+def _fake_as_dataset(self, split, **kwargs):
+    """Deterministic examples per (dataset, split): labels cycle through every class."""
+    info = sources.DATASETS[self.name]
+    split = str(split)
+    n = FAKE_SIZES[split]
+    rng = np.random.default_rng(zlib.crc32(f"{self.name}/{split}".encode()))
+    if split in EXTRA_SPLITS:
+        images = np.full((n, *info.image_shape), 255, np.uint8)
+        labels = np.full(n, -1, np.int64)
+    else:
+        images = rng.integers(0, 255, (n, *info.image_shape), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.int64) % info.num_classes
+    return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+
+
+@pytest.fixture
+def mock_tfds(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    with tfds.testing.mock_data(as_dataset_fn=_fake_as_dataset):
+        yield
+
+
+def _load(name, **kwargs):
+    kwargs.setdefault("num_labeled", 100)
+    kwargs.setdefault("num_validation", 100)
+    if name == "fashion_mnist":  # its IDX files are installed: force the TFDS path
+        info = sources.DATASETS[name]
+        raw = sources.load_tfds(name)
+        return data_lib.ssl_data_from_raw(
+            info, raw, kwargs["num_labeled"], kwargs["num_validation"], kwargs.get("seed", 0)
+        )
+    return data_lib.load_ssl_data(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", TFDS_DATASETS)
+def test_split_sizes_balance_dtype_and_disjointness(name, mock_tfds):
+    info = sources.DATASETS[name]
+    data = _load(name)
+    assert data.labeled_images.shape == (100, *info.image_shape)
+    assert data.labeled_images.dtype == np.uint8 and data.labeled_labels.dtype == np.int64
+    assert (len(data.validation_labels), len(data.unlabeled_images)) == (100, 800)
+    assert len(data.test_labels) == 200
+    counts = np.bincount(data.labeled_labels, minlength=info.num_classes)
+    assert counts.min() == counts.max() == 100 // info.num_classes
+    split = data.split
+    indices = np.concatenate([split.labeled, split.unlabeled, split.validation])
+    np.testing.assert_array_equal(np.sort(indices), np.arange(1000))
+
+
+@pytest.mark.parametrize("name", TFDS_DATASETS)
+def test_two_loads_give_the_same_split(name, mock_tfds):
+    a, b = _load(name, seed=4), _load(name, seed=4)
+    np.testing.assert_array_equal(a.labeled_images, b.labeled_images)
+    assert a.labeled_digest() == b.labeled_digest()
+    assert a.labeled_digest() != _load(name, seed=5).labeled_digest()
+
+
+@pytest.mark.parametrize("name", TFDS_DATASETS)
+def test_training_batches_are_normalised_float_images(name, mock_tfds):
+    info = sources.DATASETS[name]
+    data = _load(name, extra_unlabeled=False) if info.extra_split else _load(name)
+    (x_l, y_l), x_u = next(iter(data_lib.train_dataset(data, 10, 20, seed=0)))
+    assert x_l.dtype == tf.float32 and x_l.shape == (10, *info.image_shape)
+    assert x_u.shape == (20, *info.image_shape) and y_l.dtype == tf.int64
+    pixels = x_l.numpy() * data.std + data.mean  # back on the [0, 1] scale
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert abs(float(np.mean(x_u))) < 0.2  # standardised with the training pool's statistics
+
+
+@pytest.mark.parametrize("name", TFDS_DATASETS)
+def test_flips_only_where_allowed(name):
+    info = sources.DATASETS[name]
+    images = tf.random.stateless_uniform((40, *info.image_shape), (1, 2))
+    out = augment.augment(images, tf.constant([5, 6]), info.max_translation, info.flip).numpy()
+    s = info.max_translation
+    flipped = 0
+    for image, result in zip(images.numpy(), out):
+        padded = np.pad(image, ((s, s), (s, s), (0, 0)), mode="reflect")
+        h, w = image.shape[:2]
+        crops = [
+            padded[dy : dy + h, dx : dx + w] for dy in range(2 * s + 1) for dx in range(2 * s + 1)
+        ]
+        if any(np.array_equal(result, c) for c in crops):
+            continue
+        assert any(np.array_equal(result, c[:, ::-1]) for c in crops)
+        flipped += 1
+    assert (flipped > 0) == info.flip
+
+
+def test_standard_split_sizes_of_spec():
+    """SPEC.md §4 / the paper: labeled, unlabeled and validation sizes at the standard settings."""
+    expected = {
+        ("cifar10", 4000): (4000, 41000, 5000),
+        ("cifar10", 250): (250, 44750, 5000),
+        ("cifar100", 10000): (10000, 35000, 5000),
+        ("svhn_cropped", 1000): (1000, 64932, 7325),
+        ("svhn_cropped", 250): (250, 65682, 7325),
+        ("stl10", 1000): (1000, 4000, 0),
+        ("fashion_mnist", 2000): (2000, 53000, 5000),
+    }
+    for (name, num_labeled), sizes in expected.items():
+        info = sources.DATASETS[name]
+        labels = np.arange(info.train_size) % info.num_classes
+        split = data_lib.split_training_set(
+            labels, info.num_classes, num_labeled, info.default_num_validation, seed=0
+        )
+        assert (len(split.labeled), len(split.unlabeled), len(split.validation)) == sizes
+    assert sources.DATASETS["svhn_cropped"].extra_size == 531_131
+    assert sources.DATASETS["stl10"].extra_size == 100_000
+
+
+def test_stl10_adds_its_unlabelled_split_by_default(mock_tfds):
+    data = data_lib.load_ssl_data("stl10", num_labeled=100)
+    assert len(data.validation_labels) == 0 and data.extra_size == 100_000
+    assert data.num_unlabeled == 900 + 100_000
+    _, x_u = next(iter(data_lib.train_dataset(data, 10, 200, seed=0)))
+    white = (1.0 - data.mean) / data.std
+    from_extra = np.all(np.isclose(x_u.numpy(), white, atol=1e-4), axis=(1, 2, 3))
+    assert from_extra.mean() > 0.9  # 100,000 of 100,900 unlabeled images are in the extra split
+
+
+def test_svhn_extra_is_optional(mock_tfds):
+    assert data_lib.load_ssl_data("svhn_cropped", 100, 100).extra_unlabeled is None
+    data = data_lib.load_ssl_data("svhn_cropped", 100, 100, extra_unlabeled=True)
+    assert data.extra_size == 531_131 and data.num_unlabeled == 800 + 531_131
+
+
+def test_unlabeled_augmentations_are_independent(mock_tfds):
+    data = _load("cifar10")
+    _, x_u = next(iter(data_lib.train_dataset(data, 8, 16, seed=0, unlabeled_augmentations=2)))
+    assert x_u.shape == (2, 16, 32, 32, 3)
+    assert not np.array_equal(x_u[0].numpy(), x_u[1].numpy())
+
+
+def test_missing_tfds_data_is_one_clear_line(tmp_path):
+    with pytest.raises(sources.DataNotFoundError) as error:
+        sources.load_raw("cifar10", data_dir=str(tmp_path / "empty"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"cifar10: no prepared TFDS data in {tmp_path / 'empty'}")
+    assert "download_and_prepare()" in message and "--data_dir=DIR" in message
+
+
+def test_training_run_on_a_tfds_dataset(mock_tfds, tmp_path):
+    config = Config(
+        dataset="cifar10",
+        num_labeled=100,
+        num_validation=100,
+        batch_size=8,
+        unlabeled_batch_size=8,
+        train_steps=4,
+        eval_every=2,
+        output_dir=str(tmp_path / "run"),
+    )
+    results = train.run(config, verbose=0)
+    assert results["steps"] == 4 and len(results["history"]) == 2
+    assert (results["num_labeled"], results["num_unlabeled"]) == (100, 800)
+    split = np.load(tmp_path / "run" / "split.npz")
+    assert {k: len(v) for k, v in split.items()} == {
+        "labeled": 100,
+        "unlabeled": 800,
+        "validation": 100,
+    }
