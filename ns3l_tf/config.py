@@ -79,7 +79,7 @@ class Config:
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     lr_decay_step: int = _field(
         0,
-        "Step from which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
+        "Step after which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
         "staircase decay); 0 keeps it constant.",
     )
     lr_decay_factor: float = _field(0.2, "Learning-rate decay factor.")

@@ -30,7 +30,7 @@ flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
 
 
 def learning_rate_schedule(config: Config):
-    """`learning_rate`, times `lr_decay_factor` from step `lr_decay_step` on (if > 0)."""
+    """`learning_rate`, times `lr_decay_factor` after step `lr_decay_step` (if > 0)."""
     if not config.lr_decay_step:
         return config.learning_rate
     return keras.optimizers.schedules.PiecewiseConstantDecay(

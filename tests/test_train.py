@@ -1,5 +1,6 @@
 """The CLI: flag validation (exit code 2, one line, nothing written), flagfiles, end to end."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -154,3 +155,38 @@ def test_cli_end_to_end(tmp_path):
     split = np.load(output_dir / "split.npz")
     assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
     assert sorted(os.listdir(output_dir / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]
+
+
+@pytest.mark.parametrize(
+    "flagfile", ["fmnist_2000_pseudo_label", "fmnist_2000_vat_ns3l", "fmnist_2000_mixmatch_ns3l"]
+)
+def test_every_method_family_trains_from_its_flagfile(
+    flagfile, small_data, saved_flags, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(REPO_ROOT)
+    cli.parse_flags(["prog", f"--flagfile=flags/{flagfile}.cfg"])
+    config = dataclasses.replace(
+        config_from_flags(),
+        train_steps=4,
+        eval_every=2,
+        lr_decay_step=0,
+        batch_size=16,
+        unlabeled_batch_size=16,
+        output_dir=str(tmp_path / "run"),
+    )
+    results = train.run(config, data=small_data, verbose=0)
+    assert results["steps"] == 4 and len(results["history"]) == 2
+    assert results["median_last20_test_error"] == pytest.approx(
+        float(np.median([r["test_error"] for r in results["history"]]))
+    )
+    term = {"pseudo_label": "pl_loss", "vat_ns3l": "vat_loss", "mixmatch_ns3l": "mixmatch_loss"}
+    assert term[flagfile.removeprefix("fmnist_2000_")] in results["history"][0]
+
+
+def test_learning_rate_decays_after_the_decay_step():
+    schedule = train.learning_rate_schedule(
+        Config(learning_rate=0.1, lr_decay_step=100, train_steps=200, eval_every=100)
+    )
+    assert float(schedule(100)) == pytest.approx(0.1)
+    assert float(schedule(101)) == pytest.approx(0.02)
+    assert train.learning_rate_schedule(Config(learning_rate=0.1)) == 0.1
