@@ -5,9 +5,11 @@
 Each configuration builds a fresh `SSLModel`, compiles it (`jit_compile` on or off), runs the
 same function `fit` runs on a fixed batch (64 labeled + 64 unlabeled, two augmentations for
 MixMatch), discards 2 warm-up steps (tracing) and reports the median of `--steps` timed steps
-and the images per second it consumes. Writes `benchmarks/results/step_time.{json,md}` and
-checks the paper's claims: adding NS³L costs ≤ 5% over the same method (for methods that
-already process unlabeled data), and NS³L alone takes ≤ half of VAT's step time.
+and the images per second it consumes. Rows accumulate in `benchmarks/results/step_time.json`
+(a rerun of some configurations replaces just those rows; the file is rewritten after each
+one), which also renders as `step_time.md`, with the paper's claims checked: adding NS³L costs
+≤ 5% over the same method (for methods that already process unlabeled data), and NS³L alone
+takes ≤ half of VAT's step time.
 """
 
 import json
@@ -121,24 +123,45 @@ def _checks(rows):
     return checks
 
 
+def _key(row):
+    return (row["model"], row["algorithm"], row["xla"])
+
+
+def _load_rows(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {_key(row): row for row in json.load(f)["rows"]}
+
+
+def _order(row):
+    algorithm = ALGORITHMS.index(row["algorithm"]) if row["algorithm"] in ALGORITHMS else 99
+    return list(SHAPES).index(row["model"]), row["xla"], algorithm
+
+
+def _write(path: str, rows: dict, machine: str) -> dict:
+    ordered = sorted(rows.values(), key=_order)
+    report = {"machine": machine, "batch_size": _BATCH.value, "rows": ordered}
+    report["checks"] = _checks(ordered)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
 def main(argv):
     del argv
-    rows = []
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, TF {tf.__version__}"
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, "step_time.json")
+    rows = _load_rows(path)
+    report = _write(path, rows, machine)
     for model_name in _MODELS.value:
         for xla in [x.lower() == "true" for x in _XLA.value]:
             for algorithm in _ALGORITHMS.value:
                 row = time_step(model_name, algorithm, xla, _STEPS.value, _BATCH.value)
-                rows.append(row)
+                rows[_key(row)] = row
                 print(json.dumps(row), flush=True)
-    checks = _checks(rows)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, TF {tf.__version__}"
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "step_time.json"), "w") as f:
-        json.dump(
-            {"machine": machine, "batch_size": _BATCH.value, "rows": rows, "checks": checks},
-            f,
-            indent=2,
-        )
+                report = _write(path, rows, machine)
     lines = [
         "# Training-step time per method",
         "",
@@ -149,14 +172,14 @@ def main(argv):
         "| model | algorithm | XLA | s/step | images/s | first call (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in report["rows"]:
         lines.append(
             f"| {r['model']} | {r['algorithm']} | {'on' if r['xla'] else 'off'} | "
             f"{r['seconds_per_step']:.3f} | {r['images_per_second']:.0f} | "
             f"{r['first_call_seconds']:.1f} |"
         )
     lines += ["", "| check | model | XLA | ratio | budget | met |", "|---|---|---|---|---|---|"]
-    for c in checks:
+    for c in report["checks"]:
         lines.append(
             f"| {c['check']} | {c['model']} | {'on' if c['xla'] else 'off'} | {c['ratio']:.2f} | "
             f"≤ {c['budget']} | {'yes' if c['met'] else 'no'} |"

@@ -26,11 +26,28 @@ def interleave(chunks):
     return [ops.concatenate(parts, axis=0) for parts in sliced]
 
 
+def symmetric_beta(n: int, alpha: float, seed_generator, proposals: int = 16):
+    """`(n,)` draws from Beta(α, α) using only uniforms, so the step compiles with XLA.
+
+    Jöhnk's method: with `X = U₁^(1/α)`, `Y = U₂^(1/α)`, the ratio `X / (X + Y)` given
+    `X + Y ≤ 1` is Beta(α, α)-distributed. Each sample takes its first accepted proposal of
+    `proposals` (acceptance is 64% at α = 0.75, so all 16 fail with probability 1e-7; then
+    0.5). `keras.random.beta` would need a Gamma sampler that XLA cannot compile.
+    """
+    u = keras.random.uniform((2, proposals, n), minval=1e-7, maxval=1.0, seed=seed_generator)
+    x, y = ops.power(u[0], 1.0 / alpha), ops.power(u[1], 1.0 / alpha)
+    accepted = (x + y) <= 1.0
+    ratio = x / ops.maximum(x + y, 1e-30)
+    first = ops.argmax(ops.cast(accepted, "int32"), axis=0)  # first accepted proposal
+    chosen = ops.take_along_axis(ratio, first[None, :], axis=0)[0]
+    return ops.where(ops.any(accepted, axis=0), chosen, 0.5)
+
+
 def mixup(inputs, targets, alpha, seed_generator):
     """MixUp with a partner from a shuffle of the same batch and `λ′ = max(λ, 1 − λ)`.
 
     Args:
-      inputs: `(N, H, W, C)` images.
+      inputs: `(N, H, W, C)` images, N static.
       targets: `(N, K)` label distributions.
       alpha: λ ~ Beta(α, α), drawn per sample.
       seed_generator: a `keras.random.SeedGenerator`.
@@ -39,10 +56,10 @@ def mixup(inputs, targets, alpha, seed_generator):
       `(mixed_inputs, mixed_targets, lam)`; `lam` `(N,)` ≥ 0.5, so every mixed sample stays
       closer to its own origin.
     """
-    n = ops.shape(inputs)[0]
-    lam = keras.random.beta((n,), alpha, alpha, seed=seed_generator)
+    n = inputs.shape[0]
+    lam = symmetric_beta(n, alpha, seed_generator)
     lam = ops.maximum(lam, 1.0 - lam)
-    partner = keras.random.shuffle(ops.arange(n), seed=seed_generator)
+    partner = ops.argsort(keras.random.uniform((n,), seed=seed_generator))  # a permutation
     lam_x = ops.reshape(lam, (-1, 1, 1, 1))
     mixed_inputs = lam_x * inputs + (1.0 - lam_x) * ops.take(inputs, partner, axis=0)
     lam_y = ops.reshape(lam, (-1, 1))

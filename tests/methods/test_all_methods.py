@@ -46,7 +46,8 @@ def test_one_step_and_round_trip(algorithm, small_data, tmp_path, monkeypatch):
 
 @pytest.mark.large
 @pytest.mark.parametrize(
-    "algorithm", ["pseudo_label+ns3l", "vat+entmin+ns3l", "mixmatch+ns3l", "supervised+entmin"]
+    "algorithm",
+    ["supervised", "pseudo_label+ns3l", "vat+entmin+ns3l", "mixmatch+ns3l", "supervised+entmin"],
 )
 def test_loss_falls_on_real_data(algorithm, small_data):
     # MixMatch's soft mixed targets keep its cross-entropy high: it needs more steps.

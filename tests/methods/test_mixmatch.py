@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from ns3l_tf import losses
-from ns3l_tf.methods.mixmatch import interleave, mixup
+from ns3l_tf.methods.mixmatch import interleave, mixup, symmetric_beta
 from ns3l_tf.models.layers import frozen_batchnorm_statistics
 
 from . import method_checks
@@ -51,3 +51,19 @@ def test_guesses_are_sharpened_mean_predictions(small_data):
     expected = losses.sharpen(tf.reduce_mean(probs, axis=0), 0.5).numpy()
     np.testing.assert_allclose(guesses, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(guesses.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_symmetric_beta_matches_beta_moments_and_compiles_with_xla():
+    draws = symmetric_beta(20000, 0.75, keras.random.SeedGenerator(1)).numpy()
+    assert draws.min() > 0 and draws.max() < 1
+    assert abs(draws.mean() - 0.5) < 0.01
+    assert abs(draws.var() - 1 / (4 * (2 * 0.75 + 1))) < 0.005  # Beta(a, a): 1 / (4 (2a + 1))
+    assert abs(np.mean(draws < 0.1) - 0.1415) < 0.01  # I_0.1(0.75, 0.75), by quadrature
+
+    @tf.function(jit_compile=True)
+    def mix(x, y):
+        return mixup(x, y, 0.75, generator)
+
+    generator = keras.random.SeedGenerator(2)
+    mixed_x, mixed_y, lam = mix(tf.random.normal((12, 4, 4, 1)), tf.eye(12))
+    assert mixed_x.shape == (12, 4, 4, 1) and float(tf.reduce_min(lam)) >= 0.5
