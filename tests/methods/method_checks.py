@@ -97,8 +97,9 @@ def check_save_and_load(model, tmp_path):
     np.testing.assert_allclose(loaded(x_l).numpy(), model(x_l).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def check_loss_falls(algorithm, data, steps=80, **kwargs):
-    """A short real run on a Fashion-MNIST subset: the total loss falls by a wide margin."""
+def check_loss_falls(algorithm, data, steps=80, max_ratio=0.7, **kwargs):
+    """A short real run on a Fashion-MNIST subset: the total loss falls below `max_ratio` of
+    its first epoch's value."""
     model = build(algorithm, learning_rate=2e-3, **kwargs)
     unlabeled = 32 if model.uses_unlabeled_data else 0
     train = data_lib.train_dataset(
@@ -107,5 +108,5 @@ def check_loss_falls(algorithm, data, steps=80, **kwargs):
     history = model.fit(
         train, steps_per_epoch=steps // 4, epochs=4, verbose=0, shuffle=False
     ).history
-    assert history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
+    assert history["loss"][-1] < max_ratio * history["loss"][0], history["loss"]
     return history

@@ -50,12 +50,14 @@ def test_one_step_and_round_trip(algorithm, small_data, tmp_path, monkeypatch):
     ["supervised", "pseudo_label+ns3l", "vat+entmin+ns3l", "mixmatch+ns3l", "supervised+entmin"],
 )
 def test_loss_falls_on_real_data(algorithm, small_data):
-    # MixMatch's soft mixed targets keep its cross-entropy high: it needs more steps.
-    steps = 160 if algorithm.startswith("mixmatch") else 80
+    # MixMatch's soft mixed targets put an entropy floor under its cross-entropy: it gets
+    # more steps and must fall below 0.8 (not 0.7) of its first value.
+    mixmatch = algorithm.startswith("mixmatch")
     method_checks.check_loss_falls(
         algorithm,
         small_data,
-        steps=steps,
+        steps=160 if mixmatch else 80,
+        max_ratio=0.8 if mixmatch else 0.7,
         vat_epsilon=1.0,
         mixmatch_weight=10.0,
         mixmatch_rampup_steps=0,
