@@ -11,13 +11,7 @@ import tensorflow as tf
 from ns3l_tf import SSLModel, models
 from ns3l_tf import data as data_lib
 
-
-def _batch(data, n_labeled=16, n_unlabeled=24):
-    normalize = lambda x: data_lib.augment.normalize(x, data.mean, data.std)  # noqa: E731
-    x_l = normalize(data.labeled_images[:n_labeled])
-    y_l = tf.constant(data.labeled_labels[:n_labeled])
-    x_u = normalize(data.unlabeled_images[:n_unlabeled])
-    return x_l, y_l, x_u
+from .methods.method_checks import fixed_batch
 
 
 def _model(algorithm="ns3l", learning_rate=0.0, **kwargs):
@@ -34,7 +28,7 @@ def _softmax(z):
 
 
 def test_train_step_loss_is_supervised_plus_weighted_ns3l(small_data):
-    x_l, y_l, x_u = _batch(small_data)
+    x_l, y_l, x_u = fixed_batch(small_data)
     model = _model(ns3l_threshold=0.09, ns3l_weight=0.7)
     # Independent computation: one training-mode pass over labeled ∪ unlabeled, in NumPy.
     logits = model.backbone(tf.concat([x_l, x_u], 0), training=True).numpy().astype(np.float64)
@@ -55,7 +49,7 @@ def test_train_step_loss_is_supervised_plus_weighted_ns3l(small_data):
 
 
 def test_train_step_updates_the_weights(small_data):
-    x_l, y_l, x_u = _batch(small_data)
+    x_l, y_l, x_u = fixed_batch(small_data)
     model = _model(learning_rate=0.1)
     before = [w.numpy().copy() for w in model.trainable_weights]
     model.train_step(((x_l, y_l), x_u))
@@ -64,7 +58,7 @@ def test_train_step_updates_the_weights(small_data):
 
 
 def test_threshold_is_a_variable_read_by_the_compiled_step(small_data):
-    x_l, y_l, x_u = _batch(small_data)
+    x_l, y_l, x_u = fixed_batch(small_data)
     model = _model(ns3l_threshold=0.5)
     step = tf.function(model.train_step)
     assert float(step(((x_l, y_l), x_u))["ns3l_negatives"]) > 5
@@ -86,7 +80,7 @@ def test_metrics_reported_by_fit_and_evaluate(small_data):
 
 
 def test_zero_weight_turns_ns3l_off_and_needs_no_unlabeled_data(small_data):
-    x_l, y_l, _ = _batch(small_data)
+    x_l, y_l, _ = fixed_batch(small_data)
     model = _model(ns3l_weight=0.0)
     assert not model.uses_unlabeled_data
     logs = model.train_step((x_l, y_l))
@@ -95,7 +89,7 @@ def test_zero_weight_turns_ns3l_off_and_needs_no_unlabeled_data(small_data):
 
 
 def test_ns3l_without_unlabeled_batch_is_refused(small_data):
-    x_l, y_l, _ = _batch(small_data)
+    x_l, y_l, _ = fixed_batch(small_data)
     with pytest.raises(ValueError, match="algorithm 'ns3l' needs unlabeled data"):
         _model().train_step((x_l, y_l))
 
@@ -125,7 +119,7 @@ def test_compile_refuses_losses_and_metrics():
 
 
 def test_save_and_load_round_trip(small_data, tmp_path):
-    x_l, y_l, x_u = _batch(small_data)
+    x_l, y_l, x_u = fixed_batch(small_data)
     model = _model(ns3l_threshold=0.07, ns3l_weight=0.3, learning_rate=0.01)
     model.train_step(((x_l, y_l), x_u))
     model.save(tmp_path / "model.keras")
