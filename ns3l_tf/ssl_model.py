@@ -161,10 +161,10 @@ class SSLModel(keras.Model):
         self.additive_terms = [methods.ADDITIVE_TERMS[t](self) for t in term_names]
 
         components = [self.base_method, *self.additive_terms]
-        self._loss_trackers = {"loss": keras.metrics.Mean(name="loss")}
+        self._trackers = {"loss": keras.metrics.Mean(name="loss")}
         for component in components:
             for name in (*component.loss_names, *component.metric_names):
-                self._loss_trackers[name] = keras.metrics.Mean(name=name)
+                self._trackers[name] = keras.metrics.Mean(name=name)
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self._error = ErrorRate(name="error")
 
@@ -193,7 +193,7 @@ class SSLModel(keras.Model):
     @property
     def metrics(self):
         # Our own trackers only: compile()'s loss tracker would duplicate the name "loss".
-        return [*self._loss_trackers.values(), self._accuracy, self._error]
+        return [*self._trackers.values(), self._accuracy, self._error]
 
     def compile(self, optimizer="adam", **kwargs):
         """Like `keras.Model.compile`, but the model owns its losses and metrics."""
@@ -232,24 +232,22 @@ class SSLModel(keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
 
-        self._loss_trackers["loss"].update_state(loss)
+        self._trackers["loss"].update_state(loss)
         for contribution in contributions:
             for name, term in contribution.losses.items():
-                self._loss_trackers[name].update_state(term.value)
+                self._trackers[name].update_state(term.value)
             for name, value in contribution.metrics.items():
-                self._loss_trackers[name].update_state(value)
+                self._trackers[name].update_state(value)
         self._accuracy.update_state(outputs.labels, outputs.labeled_logits)
-        return {m.name: m.result() for m in [*self._loss_trackers.values(), self._accuracy]}
+        return {m.name: m.result() for m in [*self._trackers.values(), self._accuracy]}
 
     def test_step(self, data):
         images, labels = data[0], data[1]
         logits = self(images, training=False)
-        self._loss_trackers["loss"].update_state(losses.cross_entropy(labels, logits))
+        self._trackers["loss"].update_state(losses.cross_entropy(labels, logits))
         self._accuracy.update_state(labels, logits)
         self._error.update_state(labels, logits)
-        return {
-            m.name: m.result() for m in (self._loss_trackers["loss"], self._accuracy, self._error)
-        }
+        return {m.name: m.result() for m in (self._trackers["loss"], self._accuracy, self._error)}
 
     def get_config(self):
         config = {
