@@ -200,10 +200,7 @@ def _validate(c: Config) -> None:
             fail(flag, "must be > 0")
     if c.unlabeled_batch_size < 0:
         fail("unlabeled_batch_size", "must be >= 0")
-    needs_unlabeled = spec.base != "supervised" or any(
-        t != "ns3l" or c.ns3l_weight > 0 for t in spec.terms
-    )
-    if needs_unlabeled and c.unlabeled_batch_size == 0:
+    if spec.needs_unlabeled(c.ns3l_weight) and c.unlabeled_batch_size == 0:
         fail("unlabeled_batch_size", f"must be > 0 for --algorithm={c.algorithm}")
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")

@@ -156,7 +156,8 @@ class SSLModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
         spec = methods.parse_algorithm(algorithm)
-        term_names = [t for t in spec.terms if not (t == "ns3l" and ns3l_weight == 0.0)]
+        term_names = spec.active_terms(ns3l_weight)
+        self._uses_unlabeled_data = spec.needs_unlabeled(ns3l_weight)
         self.base_method = methods.BASE_METHODS[spec.base](self)
         self.additive_terms = [methods.ADDITIVE_TERMS[t](self) for t in term_names]
 
@@ -171,7 +172,7 @@ class SSLModel(keras.Model):
     @property
     def uses_unlabeled_data(self) -> bool:
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
-        return self.base_method.needs_unlabeled or bool(self.additive_terms)
+        return self._uses_unlabeled_data
 
     @property
     def unlabeled_augmentations(self) -> int:

@@ -49,6 +49,15 @@ class AlgorithmSpec:
     base: str
     terms: tuple[str, ...]
 
+    def active_terms(self, ns3l_weight: float) -> tuple[str, ...]:
+        """The terms that contribute: NS³L with weight 0 is left out altogether."""
+        return tuple(t for t in self.terms if not (t == "ns3l" and ns3l_weight == 0.0))
+
+    def needs_unlabeled(self, ns3l_weight: float) -> bool:
+        """Whether batches must carry unlabeled images: every base method but supervised
+        forwards them, and so does the supervised base when a term is active."""
+        return self.base != "supervised" or bool(self.active_terms(ns3l_weight))
+
 
 def parse_algorithm(algorithm: str) -> AlgorithmSpec:
     """Parses `"base+term+term"`; the base defaults to `supervised` when only terms are named.

@@ -89,7 +89,6 @@ class MixMatch:
 
     loss_names = ("sup_loss", "mixmatch_loss")
     metric_names = ()
-    needs_unlabeled = True
     unlabeled_augmentations = 2  # A: augmentations of each unlabeled image
 
     def __init__(self, num_classes, temperature, alpha, weight, seed_generator, rampup=None):

@@ -21,7 +21,6 @@ class PseudoLabel:
 
     loss_names = ("sup_loss", "pl_loss")
     metric_names = ("pl_mask",)
-    needs_unlabeled = True
     unlabeled_augmentations = 1
 
     def __init__(self, threshold, weight, rampup=None):

@@ -17,7 +17,6 @@ class Supervised:
 
     loss_names = ("sup_loss",)
     metric_names = ()
-    needs_unlabeled = False  # only when an additive term asks for unlabeled outputs
     unlabeled_augmentations = 1
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None) -> BaseOutputs:

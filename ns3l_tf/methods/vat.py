@@ -39,7 +39,6 @@ class VAT:
 
     loss_names = ("sup_loss", "vat_loss")
     metric_names = ()
-    needs_unlabeled = True
     unlabeled_augmentations = 1
 
     def __init__(self, epsilon, xi, weight, seed_generator, rampup=None):
