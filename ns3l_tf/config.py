@@ -11,7 +11,7 @@ import typing
 
 from absl import flags
 
-from ns3l_tf import methods
+from ns3l_tf import methods, negatives
 from ns3l_tf.data.sources import DATASETS
 from ns3l_tf.models import MODELS
 from ns3l_tf.ssl_model import default_ns3l_threshold
@@ -59,6 +59,13 @@ class Config:
         None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
     )
     ns3l_weight: float = _field(1.0, "NS3L weight lambda_1 >= 0; 0 turns NS3L off.")
+    negatives: str = _field(
+        "threshold",
+        "How NS3L picks negatives (paper Section 5): threshold (below T), uniform (P random "
+        "classes), oracle (P random wrong classes; reads the hidden labels: a diagnostic), "
+        "nn_exclude, nn_exclude4, nn_furthest (by the nearest/furthest labeled images).",
+    )
+    num_negatives: int = _field(1, "P, negatives per sample for --negatives=uniform|oracle.")
     pseudo_label_threshold: float = _field(0.95, "Pseudo-Label's confidence threshold.")
     pseudo_label_weight: float = _field(1.0, "Pseudo-Label's weight.")
     vat_epsilon: float = _field(6.0, "VAT's perturbation norm per image (6 CIFAR, 1 SVHN).")
@@ -175,6 +182,7 @@ def _validate(c: Config) -> None:
     for flag in ("rampup_steps", "mixmatch_rampup_steps"):
         if getattr(c, flag) < 0:
             fail(flag, "must be >= 0")
+    _validate_negatives(c, spec)
     if c.weight_decay < 0.0:
         fail("weight_decay", "must be >= 0")
     if spec.base == "mixmatch" and c.unlabeled_batch_size != c.batch_size:
@@ -208,6 +216,41 @@ def _validate(c: Config) -> None:
         fail("lr_decay_factor", "must be in (0, 1]")
     if c.train_steps % c.eval_every:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
+
+
+def _validate_negatives(c: Config, spec: methods.AlgorithmSpec) -> None:
+    if c.negatives not in negatives.SELECTORS:
+        raise ConfigError(
+            f"--negatives={c.negatives}: unknown selector; allowed: "
+            f"{', '.join(negatives.SELECTORS)}"
+        )
+    if c.negatives == "threshold":
+        return
+    if "ns3l" not in spec.active_terms(c.ns3l_weight):
+        raise ConfigError(
+            f"--negatives={c.negatives}: needs the NS3L term (an --algorithm with ns3l and "
+            "--ns3l_weight > 0)"
+        )
+    if spec.base == "mixmatch":
+        raise ConfigError(
+            f"--negatives={c.negatives}: MixMatch mixes images, so only threshold negatives apply"
+        )
+    num_classes = DATASETS[c.dataset].num_classes
+    largest = num_classes if c.negatives == "uniform" else num_classes - 1
+    if c.negatives in negatives.COUNTED and not 1 <= c.num_negatives <= largest:
+        raise ConfigError(
+            f"--num_negatives={c.num_negatives}: must be in [1, {largest}] for "
+            f"--negatives={c.negatives} on {c.dataset}"
+        )
+    extra = c.extra_unlabeled
+    if extra is None:
+        extra = DATASETS[c.dataset].extra_by_default
+    if c.negatives != "uniform" and extra:
+        raise ConfigError(
+            f"--negatives={c.negatives}: needs every unlabeled image in memory (and, for "
+            f"oracle, its true label); {c.dataset}'s extra unlabeled split is streamed without "
+            "labels: add --extra_unlabeled=false"
+        )
 
 
 # absl flags: one per Config field, with the field's default and help.

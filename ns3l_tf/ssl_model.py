@@ -1,10 +1,13 @@
 """`SSLModel`: a Keras model whose train step sums a base SSL method and additive terms."""
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 from keras import ops
 
 from ns3l_tf import losses, methods, schedules
+from ns3l_tf import negatives as negatives_lib
 from ns3l_tf.metrics import ErrorRate
 
 # The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
@@ -29,6 +32,8 @@ FIXED_HYPERPARAMETERS = (
     "mixmatch_alpha",
     "mixmatch_rampup_steps",
     "rampup_steps",
+    "negatives",
+    "num_negatives",
     "seed",
 )
 
@@ -39,12 +44,24 @@ def default_ns3l_threshold(num_classes: int) -> float:
 
 
 def _split_batch(data):
-    """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None)`."""
+    """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None, side)`.
+
+    `x_u` may be a dict `{"images": x_u, **side}` whose other entries are per-image tensors
+    (hidden `labels`, precomputed `negatives`); `side` is that dict without the images.
+    """
     if isinstance(data, (tuple, list)) and len(data) == 2:
         first, second = data
-        if isinstance(first, (tuple, list)) and len(first) == 2:
-            return first[0], first[1], second
-        return first, second, None
+        if not (isinstance(first, (tuple, list)) and len(first) == 2):
+            return first, second, None, {}
+        if isinstance(second, dict):
+            if "images" not in second:
+                raise ValueError(
+                    "an unlabeled batch given as a dict needs an 'images' entry; got keys "
+                    f"{sorted(second)}"
+                )
+            side = {k: v for k, v in second.items() if k != "images"}
+            return first[0], first[1], second["images"], side
+        return first[0], first[1], second, {}
     raise ValueError(
         "SSLModel.fit expects batches ((x_labeled, y_labeled), x_unlabeled) or, for the "
         f"supervised algorithm, (x_labeled, y_labeled); got {type(data).__name__}"
@@ -57,13 +74,18 @@ class SSLModel(keras.Model):
 
     `train_step` takes batches `((x_l, y_l), x_u)`: `x_l` `(B_l, H, W, C)` float images,
     `y_l` `(B_l,)` integer labels, `x_u` `(B_u, H, W, C)` unlabeled images (the supervised
-    algorithm also accepts plain `(x_l, y_l)`). The loss is
+    algorithm also accepts plain `(x_l, y_l)`). `x_u` may also be a dict `{"images": x_u,
+    "labels": (B_u,), "negatives": (B_u, K)}` carrying the hidden true labels (read only by
+    the `oracle` selector and the `ns3l_negative_error` diagnostic) and precomputed
+    nearest-neighbour negatives. The loss is
 
         sup_loss + Σ_terms weight · term   (e.g. sup_loss + λ₁ · ns3l_loss),
 
     averaged over the global batch under a `tf.distribute` strategy. `fit` logs `loss`, every
-    named term, `accuracy` (on the labeled batch) and `ns3l_negatives` (mean negatives per
-    unlabeled sample); `evaluate` logs `loss`, `accuracy` and `error` (percent).
+    named term, `accuracy` (on the labeled batch), `ns3l_negatives` (mean negatives per
+    unlabeled sample) and, given hidden labels, `ns3l_negative_error` (% of unlabeled samples
+    whose negatives include their true class); `evaluate` logs `loss`, `accuracy` and
+    `error` (percent).
 
     Args:
       backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
@@ -77,6 +99,10 @@ class SSLModel(keras.Model):
         so callbacks and tuners can assign to it.
       ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and, for the supervised base, the
         unlabeled forward pass). Also a non-trainable Variable.
+      negatives: how NS³L picks negatives (`ns3l_tf.negatives.SELECTORS`): `threshold`
+        (default), `uniform`, `oracle` (needs hidden labels), `nn_exclude`, `nn_exclude4`,
+        `nn_furthest` (need precomputed masks). Only `threshold` works with MixMatch.
+      num_negatives: P, negatives per sample for `uniform` and `oracle`.
       pseudo_label_threshold: Pseudo-Label's confidence threshold (0.95).
       pseudo_label_weight: Pseudo-Label's weight (1.0), a Variable.
       vat_epsilon: VAT's ε, the perturbation norm per image (6.0 CIFAR, 1.0 SVHN).
@@ -120,6 +146,8 @@ class SSLModel(keras.Model):
         mixmatch_alpha: float = 0.75,
         mixmatch_rampup_steps: int = 16384,
         rampup_steps: int = 0,
+        negatives: str = "threshold",
+        num_negatives: int = 1,
         seed: int | None = None,
         **kwargs,
     ):
@@ -152,13 +180,26 @@ class SSLModel(keras.Model):
         self.mixmatch_alpha = mixmatch_alpha
         self.mixmatch_rampup_steps = mixmatch_rampup_steps
         self.rampup_steps = rampup_steps
+        self.negatives = negatives
+        self.num_negatives = num_negatives
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.negative_selector = negatives_lib.NegativeSelector(
+            negatives, num_classes, self.ns3l_threshold, num_negatives, self.seed_generator
+        )
 
         spec = methods.parse_algorithm(algorithm)
         term_names = spec.active_terms(ns3l_weight)
         self._uses_unlabeled_data = spec.needs_unlabeled(ns3l_weight)
         self.base_method = methods.BASE_METHODS[spec.base](self)
+        if negatives != "threshold" and not self.base_method.rows_are_unlabeled_images:
+            raise ValueError(
+                f"negatives={negatives!r} chooses negatives per unlabeled image, but "
+                f"{spec.base}'s rows are mixtures of images; use negatives='threshold'"
+            )
+        self._reads_unlabeled_side = "ns3l" in term_names and (
+            self.base_method.rows_are_unlabeled_images
+        )
         self.additive_terms = [methods.ADDITIVE_TERMS[t](self) for t in term_names]
 
         components = [self.base_method, *self.additive_terms]
@@ -173,6 +214,15 @@ class SSLModel(keras.Model):
     def uses_unlabeled_data(self) -> bool:
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
         return self._uses_unlabeled_data
+
+    @property
+    def unlabeled_side_keys(self) -> tuple[str, ...]:
+        """Per-image entries of dict unlabeled batches that the train step reads: `labels`
+        (for the negative-error diagnostic; required by `oracle`) and `negatives` (required
+        by the nearest-neighbour selectors). Empty when NS³L is off or rows are mixed."""
+        if not self._reads_unlabeled_side:
+            return ()
+        return ("labels", *(k for k in self.negative_selector.required_side if k != "labels"))
 
     @property
     def unlabeled_augmentations(self) -> int:
@@ -213,7 +263,7 @@ class SSLModel(keras.Model):
             self.optimizer.build(self.trainable_variables)  # so its saved state loads
 
     def train_step(self, data):
-        x_labeled, y_labeled, x_unlabeled = _split_batch(data)
+        x_labeled, y_labeled, x_unlabeled, side = _split_batch(data)
         if self.uses_unlabeled_data and x_unlabeled is None:
             raise ValueError(
                 f"algorithm {self.algorithm!r} needs unlabeled data: fit() on batches "
@@ -224,6 +274,8 @@ class SSLModel(keras.Model):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
+            if self._reads_unlabeled_side:
+                outputs = dataclasses.replace(outputs, unlabeled_side=side)
             contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
             named_losses = {k: t for c in contributions for k, t in c.losses.items()}
             step = self.optimizer.iterations
@@ -233,14 +285,15 @@ class SSLModel(keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
 
-        self._trackers["loss"].update_state(loss)
+        # Log what this batch produced (e.g. ns3l_negative_error only given hidden labels).
+        values = {"loss": loss}
         for contribution in contributions:
-            for name, term in contribution.losses.items():
-                self._trackers[name].update_state(term.value)
-            for name, value in contribution.metrics.items():
-                self._trackers[name].update_state(value)
+            values.update({name: term.value for name, term in contribution.losses.items()})
+            values.update(contribution.metrics)
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
         self._accuracy.update_state(outputs.labels, outputs.labeled_logits)
-        return {m.name: m.result() for m in [*self._trackers.values(), self._accuracy]}
+        return {m.name: m.result() for m in [*map(self._trackers.get, values), self._accuracy]}
 
     def test_step(self, data):
         images, labels = data[0], data[1]

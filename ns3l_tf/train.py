@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from ns3l_tf import cli, io_utils
+from ns3l_tf import cli, io_utils, negatives
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
@@ -54,6 +54,8 @@ MODEL_HYPERPARAMETERS = (
     "mixmatch_alpha",
     "mixmatch_rampup_steps",
     "rampup_steps",
+    "negatives",
+    "num_negatives",
     "seed",
 )
 
@@ -87,6 +89,36 @@ def build_model(config: Config) -> SSLModel:
     return model
 
 
+def unlabeled_side(model: SSLModel, data: data_lib.SSLData, config: Config) -> dict:
+    """The per-image arrays the model's train step reads beside the unlabeled images.
+
+    The hidden true labels go in whenever they are known and the pool is all in memory (for
+    the `ns3l_negative_error` diagnostic; `oracle` needs them); the nearest-neighbour
+    selectors get their masks, computed here once.
+
+    Raises:
+      ConfigError: the selector needs what this data cannot give.
+    """
+    keys = model.unlabeled_side_keys
+    side = {}
+    if "labels" in keys and data.extra_unlabeled is None:
+        side["labels"] = data.unlabeled_labels.astype(np.int32)
+    elif config.negatives == "oracle":
+        raise ConfigError(
+            "--negatives=oracle: the unlabeled pool has no known labels (an extra split is "
+            "streamed); oracle is a diagnostic for labeled benchmark pools only"
+        )
+    if "negatives" in keys:
+        side["negatives"] = negatives.nearest_neighbour_negatives(
+            data.unlabeled_images,
+            data.labeled_images,
+            data.labeled_labels,
+            data.info.num_classes,
+            config.negatives,
+        )
+    return side
+
+
 def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") -> dict:
     """Trains as `config` says, evaluating every `eval_every` steps, and writes the outputs.
 
@@ -105,12 +137,25 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         data = config.load_data()
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
+    start = time.time()
+    side = unlabeled_side(model, data, config)
+    preprocessing_seconds = time.time() - start
+    if "negatives" in side:
+        logging.info(
+            "%s negatives of %d unlabeled x %d labeled images: %.1f s, %.2f per image",
+            config.negatives,
+            len(data.unlabeled_images),
+            len(data.labeled_images),
+            preprocessing_seconds,
+            side["negatives"].sum(axis=1).mean(),
+        )
     train_ds = data_lib.train_dataset(
         data,
         config.batch_size,
         config.unlabeled_batch_size if model.uses_unlabeled_data else 0,
         seed=config.seed,
         unlabeled_augmentations=model.unlabeled_augmentations,
+        unlabeled_side=side,
     )
     val_ds = None
     if len(data.validation_labels):
@@ -169,6 +214,7 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         "median_last20_test_error": history.median_test_error(last=20),
         "steps": int(model.optimizer.iterations.numpy()),
         "seconds": round(seconds, 2),
+        "preprocessing_seconds": round(preprocessing_seconds, 2),
         "num_labeled": len(data.labeled_labels),
         "num_unlabeled": data.num_unlabeled,
         "num_validation": len(data.validation_labels),

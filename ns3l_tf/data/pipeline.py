@@ -28,12 +28,18 @@ def _batched(examples, batch_size: int, prepare_batch, seed: int):
     return tf.data.Dataset.zip(batches, seeds).map(prepare_batch, num_parallel_calls=AUTOTUNE)
 
 
-def _unlabeled_examples(data, seed: int):
-    """The unlabeled pool, joined by the extra split in proportion to the two sizes."""
-    pool = tf.data.Dataset.from_tensor_slices(data.unlabeled_images)
-    pool = _repeated(pool, len(data.unlabeled_images), seed)
+def _unlabeled_examples(data, seed: int, side: dict | None):
+    """The unlabeled pool (each image with its `side` rows, if any), joined by the extra split
+    in proportion to the two sizes."""
+    examples = {"images": data.unlabeled_images, **side} if side else data.unlabeled_images
+    pool = _repeated(tf.data.Dataset.from_tensor_slices(examples), len(data.unlabeled_images), seed)
     if data.extra_unlabeled is None:
         return pool
+    if side:
+        raise ValueError(
+            f"unlabeled_side ({', '.join(side)}) needs every unlabeled image in memory; the "
+            "extra unlabeled split is streamed without them: turn extra_unlabeled off"
+        )
     extra = _repeated(data.extra_unlabeled, EXTRA_SHUFFLE_BUFFER, seed + 1)
     weights = [
         len(data.unlabeled_images) / data.num_unlabeled,
@@ -48,6 +54,7 @@ def train_dataset(
     unlabeled_batch_size: int = 0,
     seed: int = 0,
     unlabeled_augmentations: int = 1,
+    unlabeled_side: dict | None = None,
 ):
     """The infinite training stream for `SSLModel.fit`.
 
@@ -58,11 +65,19 @@ def train_dataset(
       seed: seeds shuffling and augmentation (the unlabeled stream uses `seed + 10`).
       unlabeled_augmentations: A, independent augmentations of each unlabeled image
         (MixMatch uses 2).
+      unlabeled_side: optional per-image arrays aligned with `data.unlabeled_images` (e.g.
+        `{"labels": data.unlabeled_labels, "negatives": nn_masks}`): each image's row
+        travels with it, and the unlabeled batch becomes the dict
+        `{"images": x_u, "labels": (B_u,), "negatives": (B_u, K)}`.
 
     Returns:
       A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` float32,
       `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32, or `(A, B_u, H, W, C)` when
-      `unlabeled_augmentations` > 1 — or of `(x_l, y_l)` when `unlabeled_batch_size` is 0.
+      `unlabeled_augmentations` > 1, or the dict above — or of `(x_l, y_l)` when
+      `unlabeled_batch_size` is 0.
+
+    Raises:
+      ValueError: `unlabeled_side` rows do not match the pool, or an extra split is streamed.
     """
     info = data.info
     transform = functools.partial(
@@ -72,11 +87,21 @@ def train_dataset(
     def prepare(images, seed):
         return transform(augment_lib.normalize(images, data.mean, data.std), seed)
 
-    def prepare_unlabeled(images, seed):
+    def prepare_unlabeled(batch, seed):
+        images = batch["images"] if unlabeled_side else batch
         if unlabeled_augmentations == 1:
-            return prepare(images, seed)
-        seeds = tf.random.experimental.stateless_split(seed, unlabeled_augmentations)
-        return tf.stack([prepare(images, seeds[a]) for a in range(unlabeled_augmentations)])
+            images = prepare(images, seed)
+        else:
+            seeds = tf.random.experimental.stateless_split(seed, unlabeled_augmentations)
+            images = tf.stack([prepare(images, seeds[a]) for a in range(unlabeled_augmentations)])
+        return {**batch, "images": images} if unlabeled_side else images
+
+    for name, rows in (unlabeled_side or {}).items():
+        if len(rows) != len(data.unlabeled_images):
+            raise ValueError(
+                f"unlabeled_side[{name!r}] has {len(rows)} rows for "
+                f"{len(data.unlabeled_images)} unlabeled images"
+            )
 
     labeled = _repeated(
         tf.data.Dataset.from_tensor_slices((data.labeled_images, data.labeled_labels)),
@@ -87,7 +112,10 @@ def train_dataset(
     if not unlabeled_batch_size:
         return labeled.prefetch(AUTOTUNE)
     unlabeled = _batched(
-        _unlabeled_examples(data, seed + 10), unlabeled_batch_size, prepare_unlabeled, seed + 10
+        _unlabeled_examples(data, seed + 10, unlabeled_side),
+        unlabeled_batch_size,
+        prepare_unlabeled,
+        seed + 10,
     )
     return tf.data.Dataset.zip(labeled, unlabeled).prefetch(AUTOTUNE)
 

@@ -38,7 +38,7 @@ BASE_METHODS = {
 # Additive terms only read the base method's outputs: name -> factory(model).
 ADDITIVE_TERMS = {
     "entmin": lambda m: EntMin(m.entmin_weight, m.consistency_rampup),
-    "ns3l": lambda m: NS3L(m.ns3l_threshold, m.ns3l_weight, m.consistency_rampup),
+    "ns3l": lambda m: NS3L(m.negative_selector, m.ns3l_weight, m.consistency_rampup),
 }
 
 

@@ -53,6 +53,10 @@ class BaseOutputs:
       targets: `(B_u, K)` target distributions the additive terms choose negatives from
         (detached); None with `unlabeled_probs`.
       contribution: the base method's own loss terms and diagnostics.
+      unlabeled_side: per-row tensors the input pipeline carried with the unlabeled images
+        (`labels`, their hidden true labels; `negatives`, precomputed negatives masks),
+        attached by the train step only when row b of `unlabeled_probs` is unlabeled image
+        b (not for MixMatch's mixed rows); empty otherwise.
     """
 
     labeled_logits: Tensor
@@ -60,6 +64,7 @@ class BaseOutputs:
     unlabeled_probs: Tensor | None
     targets: Tensor | None
     contribution: Contribution
+    unlabeled_side: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 def forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled):

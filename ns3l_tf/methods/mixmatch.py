@@ -90,6 +90,7 @@ class MixMatch:
     loss_names = ("sup_loss", "mixmatch_loss")
     metric_names = ()
     unlabeled_augmentations = 2  # A: augmentations of each unlabeled image
+    rows_are_unlabeled_images = False  # rows of the outputs are mixtures
 
     def __init__(self, num_classes, temperature, alpha, weight, seed_generator, rampup=None):
         self.num_classes = num_classes

@@ -22,6 +22,7 @@ class PseudoLabel:
     loss_names = ("sup_loss", "pl_loss")
     metric_names = ("pl_mask",)
     unlabeled_augmentations = 1
+    rows_are_unlabeled_images = True
 
     def __init__(self, threshold, weight, rampup=None):
         self.threshold = threshold

@@ -40,6 +40,7 @@ class VAT:
     loss_names = ("sup_loss", "vat_loss")
     metric_names = ()
     unlabeled_augmentations = 1
+    rows_are_unlabeled_images = True
 
     def __init__(self, epsilon, xi, weight, seed_generator, rampup=None):
         self.epsilon = epsilon

@@ -1,0 +1,197 @@
+"""Negative selectors: which classes NS³L treats as negatives of each unlabeled sample.
+
+Every selector gives a `(batch, classes)` float32 0/1 mask, 1.0 where the class is a negative
+of the sample; `losses.negative_sampling_loss` turns any such mask into the NS³L loss. The
+variants are those of the paper's Section 5 (Table 5):
+
+- `threshold`: the classes whose target probability is below T (the paper's method, default).
+- `uniform`: P distinct classes drawn uniformly over all K, afresh per sample and step (may
+  include the true class).
+- `oracle`: P distinct classes drawn uniformly over the K − 1 *wrong* classes. It reads the
+  hidden true labels of the unlabeled pool: a diagnostic upper bound, not a method.
+- `nn_exclude`: every class except that of the nearest labeled image.
+- `nn_exclude4`: every class except those of the 4 nearest labeled images (1 to 4 classes
+  are excluded, as neighbours may share a class).
+- `nn_furthest`: the one class of the furthest labeled image.
+
+The nearest-neighbour masks are fixed for a run: `nearest_neighbour_negatives` computes them
+once (Euclidean distance in pixel space, batched matrix products) and the input pipeline
+carries each image's row of the table with the image (`train_dataset(unlabeled_side=...)`).
+
+    selector = NegativeSelector("uniform", num_classes=10, count=3, seed_generator=gen)
+    mask = selector(targets, side={})  # (batch, 10), three ones per row
+"""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops, random
+
+from ns3l_tf import losses
+
+NEAREST_NEIGHBOUR_RULES = ("nn_exclude", "nn_exclude4", "nn_furthest")
+SELECTORS = ("threshold", "uniform", "oracle", *NEAREST_NEIGHBOUR_RULES)
+# Selectors that draw P classes per sample (--num_negatives).
+COUNTED = ("uniform", "oracle")
+# Neighbours whose classes `nn_exclude4` keeps out of the negatives.
+EXCLUDED_NEIGHBOURS = {"nn_exclude": 1, "nn_exclude4": 4}
+
+
+def _classes_to_mask(classes, num_classes: int):
+    """`(batch, P)` class indices → `(batch, K)` float32 mask, 1.0 where a class is listed."""
+    return ops.minimum(ops.sum(ops.one_hot(classes, num_classes), axis=-2), 1.0)
+
+
+def uniform_negatives(batch_size: int, num_classes: int, count: int, seed):
+    """`count` distinct classes per sample, uniform over all `num_classes`.
+
+    Args:
+      batch_size: B.
+      num_classes: K.
+      count: P in [1, K].
+      seed: an int or a `keras.random.SeedGenerator`.
+
+    Returns:
+      `(B, K)` float32 mask with exactly P ones per row.
+    """
+    scores = random.uniform((batch_size, num_classes), seed=seed)
+    return _classes_to_mask(ops.top_k(scores, count)[1], num_classes)
+
+
+def oracle_negatives(labels, num_classes: int, count: int, seed):
+    """`count` distinct classes per sample, uniform over the classes that are not its label.
+
+    Args:
+      labels: `(B,)` integer true labels.
+      num_classes: K.
+      count: P in [1, K − 1].
+      seed: an int or a `keras.random.SeedGenerator`.
+
+    Returns:
+      `(B, K)` float32 mask with exactly P ones per row and a zero at each true label.
+    """
+    scores = random.uniform((ops.shape(labels)[0], num_classes), seed=seed)
+    scores = scores - 2.0 * ops.one_hot(labels, num_classes)  # the true class never wins
+    return _classes_to_mask(ops.top_k(scores, count)[1], num_classes)
+
+
+def negative_error(negatives, labels):
+    """Fraction (in %) of samples whose negatives include their true class.
+
+    Args:
+      negatives: `(B, K)` 0/1 mask.
+      labels: `(B,)` integer true labels.
+    """
+    hits = ops.take_along_axis(negatives, ops.expand_dims(ops.cast(labels, "int32"), -1), -1)
+    return 100.0 * ops.mean(ops.cast(hits, "float32"))
+
+
+@tf.function(jit_compile=False, reduce_retracing=True)
+def _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest: int):
+    """Indices of the `nearest` closest and of the furthest labeled image of each chunk row.
+
+    `‖u − l‖² = ‖u‖² − 2 u·l + ‖l‖²`; `‖u‖²` is the same for every `l`, so it is left out.
+    """
+    distances = labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
+    closest = tf.math.top_k(-distances, nearest).indices
+    return closest, tf.argmax(distances, axis=-1, output_type=tf.int32)
+
+
+def nearest_neighbour_negatives(
+    unlabeled_images: np.ndarray,
+    labeled_images: np.ndarray,
+    labeled_labels: np.ndarray,
+    num_classes: int,
+    rule: str,
+    chunk_size: int = 4096,
+) -> np.ndarray:
+    """The fixed negatives of every unlabeled image by a nearest-neighbour rule.
+
+    Distances are Euclidean between raw pixel vectors (uint8 values as float32), computed in
+    chunks of `chunk_size` unlabeled images against all labeled images with one matrix
+    product each, so memory stays at `chunk_size × N_l` distances.
+
+    Args:
+      unlabeled_images: `(N_u, H, W, C)` uint8 images.
+      labeled_images: `(N_l, H, W, C)` uint8 images.
+      labeled_labels: `(N_l,)` integer labels.
+      num_classes: K.
+      rule: `nn_exclude`, `nn_exclude4` or `nn_furthest` (see the module docstring).
+      chunk_size: unlabeled images per matrix product.
+
+    Returns:
+      `(N_u, K)` float32 0/1 mask, row i the negatives of unlabeled image i.
+    """
+    if rule not in NEAREST_NEIGHBOUR_RULES:
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_RULES)}")
+    labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
+    labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
+    labels = tf.constant(labeled_labels, tf.int32)
+    nearest = EXCLUDED_NEIGHBOURS.get(rule, 1)
+    masks = []
+    for start in range(0, len(unlabeled_images), chunk_size):
+        chunk = unlabeled_images[start : start + chunk_size]
+        chunk = tf.constant(chunk.reshape(len(chunk), -1), tf.float32)
+        closest, furthest = _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest)
+        if rule == "nn_furthest":
+            mask = tf.one_hot(tf.gather(labels, furthest), num_classes)
+        else:
+            mask = 1.0 - _classes_to_mask(tf.gather(labels, closest), num_classes)
+        masks.append(np.asarray(mask, np.float32))
+    return np.concatenate(masks, axis=0)
+
+
+class NegativeSelector:
+    """Chooses the negatives of the rows of an unlabeled batch, by one of `SELECTORS`.
+
+    Called with the base method's detached targets `(B, K)` and `side`, the per-image tensors
+    the input pipeline carried with the unlabeled batch: `labels` `(B,)` (hidden true labels,
+    for `oracle`) and `negatives` `(B, K)` (the precomputed nearest-neighbour masks).
+
+    Args:
+      name: one of `SELECTORS`.
+      num_classes: K.
+      threshold: T for `threshold` (a float or a non-trainable `keras.Variable`).
+      count: P for `uniform` and `oracle`.
+      seed_generator: a `keras.random.SeedGenerator` for `uniform` and `oracle`.
+    """
+
+    def __init__(self, name, num_classes, threshold=None, count=1, seed_generator=None):
+        if name not in SELECTORS:
+            raise ValueError(f"unknown negatives {name!r}; allowed: {', '.join(SELECTORS)}")
+        largest = num_classes if name == "uniform" else num_classes - 1
+        if name in COUNTED and not 1 <= count <= largest:
+            raise ValueError(f"{name} negatives: count must be in [1, {largest}], got {count}")
+        self.name = name
+        self.num_classes = num_classes
+        self.threshold = threshold
+        self.count = count
+        self.seed_generator = seed_generator
+
+    @property
+    def required_side(self) -> tuple[str, ...]:
+        """The per-image tensors this selector needs from the pipeline."""
+        if self.name == "oracle":
+            return ("labels",)
+        if self.name in NEAREST_NEIGHBOUR_RULES:
+            return ("negatives",)
+        return ()
+
+    def __call__(self, targets, side):
+        """`(B, K)` targets and the side tensors → `(B, K)` float32 negatives mask."""
+        missing = [key for key in self.required_side if key not in side]
+        if missing:
+            raise ValueError(
+                f"{self.name} negatives need the unlabeled batch's {missing[0]!r}: feed "
+                f"unlabeled batches as dicts {{'images': ..., {missing[0]!r}: ...}} "
+                "(train_dataset(unlabeled_side=...) builds them)"
+            )
+        if self.name == "threshold":
+            return ops.cast(losses.ns3l_negatives(targets, self.threshold), "float32")
+        if self.name == "uniform":
+            batch_size = ops.shape(targets)[0]
+            return uniform_negatives(batch_size, self.num_classes, self.count, self.seed_generator)
+        if self.name == "oracle":
+            return oracle_negatives(
+                side["labels"], self.num_classes, self.count, self.seed_generator
+            )
+        return ops.cast(side["negatives"], "float32")

@@ -1,0 +1,241 @@
+"""Negative selectors: masks on hand-made inputs, nearest neighbours against brute force, the
+diagnostic, and how the model and the pipeline carry them."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from ns3l_tf import data as data_lib
+from ns3l_tf import negatives, train
+from ns3l_tf.config import Config, ConfigError
+from ns3l_tf.negatives import NegativeSelector
+
+from .methods.method_checks import build, fixed_batch
+
+
+def test_threshold_selector_marks_classes_below_t():
+    targets = np.array([[0.02, 0.5, 0.48], [0.3, 0.3, 0.4]], "float32")
+    mask = NegativeSelector("threshold", 3, threshold=0.1)(targets, {})
+    np.testing.assert_array_equal(mask, [[1, 0, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("count", [1, 3, 10])
+def test_uniform_draws_count_distinct_classes_uniformly(count):
+    mask = np.asarray(negatives.uniform_negatives(3000, 10, count, seed=7))
+    assert mask.shape == (3000, 10) and set(np.unique(mask)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(mask.sum(axis=1), count)  # distinct: exactly P ones
+    # Each class is a negative with probability P / K (binomial std ≈ 0.0084 at P = 3).
+    np.testing.assert_allclose(mask.mean(axis=0), count / 10, atol=0.04)
+
+
+def test_uniform_draws_change_from_step_to_step():
+    selector = NegativeSelector(
+        "uniform", 10, count=3, seed_generator=keras.random.SeedGenerator(0)
+    )
+    targets = np.zeros((64, 10), "float32")
+    assert not np.array_equal(selector(targets, {}), selector(targets, {}))
+
+
+@pytest.mark.parametrize("count", [1, 3, 9])
+def test_oracle_never_includes_the_true_class(count):
+    labels = np.arange(2000) % 10
+    mask = np.asarray(negatives.oracle_negatives(labels, 10, count, seed=3))
+    np.testing.assert_array_equal(mask.sum(axis=1), count)
+    np.testing.assert_array_equal(mask[np.arange(2000), labels], 0.0)
+    if count == 9:  # every wrong class
+        np.testing.assert_array_equal(mask, 1.0 - np.eye(10)[labels])
+    else:  # uniform over the 9 wrong classes: each with probability P / 9
+        wrong = mask[labels != 0][:, 0]
+        assert wrong.mean() == pytest.approx(count / 9, abs=0.05)
+
+
+def test_negative_error_is_the_percentage_of_rows_hitting_the_true_class():
+    mask = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]], "float32")
+    labels = np.array([0, 2, 2, 0])
+    assert float(negatives.negative_error(mask, labels)) == pytest.approx(50.0)
+
+
+def _brute_force(unlabeled, labeled, labels, num_classes, rule):
+    u = unlabeled.reshape(len(unlabeled), -1).astype(np.float64)
+    l = labeled.reshape(len(labeled), -1).astype(np.float64)  # noqa: E741
+    distances = ((u[:, None, :] - l[None, :, :]) ** 2).sum(-1)
+    mask = np.zeros((len(u), num_classes), np.float32)
+    for i, row in enumerate(distances):
+        order = np.argsort(row, kind="stable")
+        if rule == "nn_furthest":
+            mask[i, labels[order[-1]]] = 1.0
+        else:
+            mask[i] = 1.0
+            mask[i, labels[order[: {"nn_exclude": 1, "nn_exclude4": 4}[rule]]]] = 0.0
+    return mask
+
+
+@pytest.mark.parametrize("rule", negatives.NEAREST_NEIGHBOUR_RULES)
+def test_nearest_neighbour_masks_match_brute_force(rule, rng):
+    unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
+    labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
+    labels = rng.integers(0, 5, 40)
+    mask = negatives.nearest_neighbour_negatives(unlabeled, labeled, labels, 5, rule, chunk_size=64)
+    expected = _brute_force(unlabeled, labeled, labels, 5, rule)
+    np.testing.assert_array_equal(mask, expected)
+    counts = mask.sum(axis=1)
+    if rule == "nn_exclude":
+        np.testing.assert_array_equal(counts, 4)
+    elif rule == "nn_furthest":
+        np.testing.assert_array_equal(counts, 1)
+    else:  # 4 neighbours exclude 1 to 4 classes
+        assert counts.min() >= 1 and counts.max() <= 4 and counts.min() < counts.max()
+
+
+def test_nearest_neighbour_of_a_labeled_image_is_itself():
+    images = np.arange(4 * 9, dtype=np.uint8).reshape(4, 3, 3, 1) * 7
+    labels = np.array([0, 1, 2, 1])
+    mask = negatives.nearest_neighbour_negatives(images, images, labels, 3, "nn_exclude")
+    np.testing.assert_array_equal(mask, 1.0 - np.eye(3)[labels])
+    furthest = negatives.nearest_neighbour_negatives(images, images, labels, 3, "nn_furthest")
+    np.testing.assert_array_equal(furthest.argmax(1), [1, 1, 0, 0])  # the opposite end
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "random"}, "unknown negatives 'random'; allowed: threshold, uniform, oracle"),
+        ({"name": "uniform", "count": 11}, "uniform negatives: count must be in [1, 10], got 11"),
+        ({"name": "oracle", "count": 10}, "oracle negatives: count must be in [1, 9], got 10"),
+        ({"name": "oracle", "count": 0}, "oracle negatives: count must be in [1, 9], got 0"),
+    ],
+)
+def test_selector_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        NegativeSelector(num_classes=10, **kwargs)
+
+
+@pytest.mark.parametrize("name, key", [("oracle", "labels"), ("nn_exclude", "negatives")])
+def test_selector_without_its_side_input_is_refused(name, key):
+    selector = NegativeSelector(name, 10, seed_generator=keras.random.SeedGenerator(0))
+    with pytest.raises(ValueError, match=f"{name} negatives need the unlabeled batch's '{key}'"):
+        selector(np.zeros((4, 10), "float32"), {})
+
+
+def test_train_step_uses_given_negatives_and_reports_their_error(small_data):
+    x_l, y_l, x_u = fixed_batch(small_data, n_unlabeled=4)
+    masks = np.array(
+        [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1] * 9 + [0], [0] * 9 + [1], [1] * 5 + [0] * 5], "f"
+    )
+    labels = np.array([1, 4, 9, 7], "int32")  # rows 0, 1 and 2 include their true class
+    model = build("ns3l", negatives="nn_exclude", learning_rate=0.0)
+    assert model.unlabeled_side_keys == ("labels", "negatives")
+    logits = model.backbone(np.concatenate([x_l, x_u]), training=True).numpy()[16:]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    expected_loss = np.mean(-np.log(np.clip(1 - (masks * probs).sum(-1), 1e-8, 1)))
+
+    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels, "negatives": masks}))
+    assert float(logs["ns3l_negatives"]) == pytest.approx((2 + 9 + 1 + 5) / 4)
+    assert float(logs["ns3l_negative_error"]) == pytest.approx(75.0)
+    assert float(logs["ns3l_loss"]) == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_oracle_train_step_has_zero_negative_error(small_data):
+    x_l, y_l, x_u = fixed_batch(small_data, n_unlabeled=32)
+    labels = small_data.unlabeled_labels[:32].astype("int32")
+    model = build("vat+ns3l", negatives="oracle", num_negatives=3, learning_rate=0.0)
+    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels}))
+    assert float(logs["ns3l_negatives"]) == pytest.approx(3.0)
+    assert float(logs["ns3l_negative_error"]) == 0.0
+
+
+def test_oracle_without_hidden_labels_is_refused(small_data):
+    x_l, y_l, x_u = fixed_batch(small_data)
+    model = build("ns3l", negatives="oracle")
+    with pytest.raises(ValueError, match="oracle negatives need the unlabeled batch's 'labels'"):
+        model.train_step(((x_l, y_l), x_u))
+
+
+def test_negative_error_is_only_logged_given_labels(small_data):
+    x_l, y_l, x_u = fixed_batch(small_data)
+    model = build("ns3l")
+    assert "ns3l_negative_error" not in model.train_step(((x_l, y_l), x_u))
+
+
+def test_mixmatch_refuses_per_image_selectors():
+    with pytest.raises(ValueError, match="mixmatch's rows are mixtures of images"):
+        build("mixmatch+ns3l", negatives="uniform")
+    assert build("mixmatch+ns3l").unlabeled_side_keys == ()
+
+
+def test_pipeline_carries_each_images_side_rows(small_data):
+    # Image i is the constant i mod 256 (translation keeps a constant image constant) and its
+    # side label is the same number: every label must arrive with its own image.
+    n = len(small_data.unlabeled_images)
+    tags = np.arange(n) % 256
+    images = np.broadcast_to(tags[:, None, None, None], (n, 28, 28, 1)).astype(np.uint8)
+    data = dataclasses.replace(small_data, unlabeled_images=images)
+    side = {"labels": tags.astype(np.int32), "negatives": np.eye(10, dtype="f")[tags % 10]}
+    stream = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_side=side)
+    for _, x_u in stream.take(3):
+        assert set(x_u) == {"images", "labels", "negatives"}
+        assert x_u["images"].shape == (32, 28, 28, 1)
+        pixels = x_u["images"].numpy() * data.std[0] + data.mean[0]
+        np.testing.assert_allclose(pixels.max(axis=(1, 2, 3)), pixels.min(axis=(1, 2, 3)))
+        arrived = np.round(pixels[:, 0, 0, 0] * 255).astype(int)
+        np.testing.assert_array_equal(arrived, x_u["labels"].numpy())
+        np.testing.assert_array_equal(x_u["negatives"].numpy().argmax(1), arrived % 10)
+    # Carrying side rows does not change which images come, nor their order (a fresh
+    # stream: each new iterator of a stream reshuffles).
+    fresh = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_side=side)
+    plain = data_lib.train_dataset(data, 8, 32, seed=1)
+    for (_, with_side), (_, without) in zip(fresh.take(3), plain.take(3), strict=True):
+        np.testing.assert_array_equal(with_side["images"].numpy(), without.numpy())
+
+
+def test_pipeline_refuses_side_rows_of_the_wrong_length(small_data):
+    with pytest.raises(ValueError, match=r"unlabeled_side\['labels'\] has 3 rows for 4000"):
+        data_lib.train_dataset(small_data, 8, 8, unlabeled_side={"labels": np.zeros(3)})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"negatives": "nearest"}, "--negatives=nearest: unknown selector; allowed: threshold"),
+        ({"negatives": "uniform", "ns3l_weight": 0.0}, "--negatives=uniform: needs the NS3L term"),
+        ({"negatives": "oracle", "algorithm": "vat"}, "--negatives=oracle: needs the NS3L term"),
+        (
+            {"negatives": "uniform", "algorithm": "mixmatch+ns3l"},
+            "--negatives=uniform: MixMatch mixes images, so only threshold negatives apply",
+        ),
+        (
+            {"negatives": "oracle", "num_negatives": 10},
+            "--num_negatives=10: must be in [1, 9] for --negatives=oracle on fashion_mnist",
+        ),
+        (
+            {"negatives": "nn_exclude", "dataset": "stl10", "num_labeled": 1000},
+            "--negatives=nn_exclude: needs every unlabeled image in memory",
+        ),
+    ],
+)
+def test_config_refuses_impossible_negatives(changes, message):
+    with pytest.raises(ConfigError) as error:
+        Config(**changes)
+    assert message in str(error.value)
+
+
+def test_nearest_neighbour_run_end_to_end(small_data, tmp_path):
+    config = Config(
+        algorithm="ns3l",
+        negatives="nn_furthest",
+        train_steps=4,
+        eval_every=2,
+        batch_size=16,
+        unlabeled_batch_size=16,
+        output_dir=str(tmp_path / "run"),
+    )
+    results = train.run(config, data=small_data, verbose=0)
+    assert results["flags"]["negatives"] == "nn_furthest"
+    assert results["preprocessing_seconds"] > 0
+    for record in results["history"]:
+        assert record["ns3l_negatives"] == pytest.approx(1.0)  # one negative per image
+        assert 0.0 <= record["ns3l_negative_error"] <= 100.0
+    assert results["steps"] == 4
