@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test lint format benchmark clean
+.PHONY: install data demo test lint format benchmark table5 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ format: install
 
 benchmark: install data
 	$(BIN)/python benchmarks/fmnist_2000.py
+
+table5: install data
+	$(BIN)/python benchmarks/table5.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

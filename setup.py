@@ -31,6 +31,7 @@ setuptools.setup(
     extras_require={
         "cpu": [f"tensorflow-cpu~={_TENSORFLOW}"],
         "gpu": [f"tensorflow[and-cuda]~={_TENSORFLOW}"],
-        "test": ["pytest>=8", "ruff>=0.6"],
+        # matplotlib draws the benchmarks' charts (and is tested with them).
+        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
     },
 )

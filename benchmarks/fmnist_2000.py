@@ -14,16 +14,11 @@ share runs across invocations). Prints mean ± std test errors and writes
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 
-import numpy as np
 from absl import app, flags
+from common import RESULTS_DIR, machine, mean_std, run_cli
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 PAPER = {"supervised": (17.25, 0.22), "ns3l": (16.47, 0.18)}  # Table 5, test error %
 
 
@@ -47,28 +42,12 @@ _NAME = flags.DEFINE_string("name", "fmnist_2000_ns3l_vs_supervised", "Output fi
 
 
 def _run(row: str, seed: int) -> dict:
+    extra = [
+        *_EXTRA.value,
+        *([f"--train_steps={_TRAIN_STEPS.value}"] if _TRAIN_STEPS.value else []),
+    ]
     output_dir = os.path.join(_RUNS_DIR.value, f"{row}_seed{seed}")
-    results_path = os.path.join(output_dir, "results.json")
-    if not os.path.exists(results_path):
-        command = [
-            sys.executable,
-            "-m",
-            "ns3l_tf.train",
-            *row_flags(row),
-            f"--seed={seed}",
-            f"--output_dir={output_dir}",
-            *_EXTRA.value,
-        ]
-        if _TRAIN_STEPS.value:
-            command.append(f"--train_steps={_TRAIN_STEPS.value}")
-        print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
-    with open(results_path) as f:
-        return json.load(f)
-
-
-def _mean_std(values) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return run_cli([*row_flags(row), f"--seed={seed}", *extra], output_dir)
 
 
 def main(argv):
@@ -79,10 +58,10 @@ def main(argv):
     summary = {}
     for row, results in runs.items():
         summary[row] = {
-            "final_test_error": _mean_std([r["test_error"] for r in results]),
-            "best_val_test_error": _mean_std([r["best_val_test_error"] for r in results]),
-            "final_val_error": _mean_std([r["final_val_error"] for r in results]),
-            "seconds_per_run": _mean_std([r["seconds"] for r in results]),
+            "final_test_error": mean_std([r["test_error"] for r in results]),
+            "best_val_test_error": mean_std([r["best_val_test_error"] for r in results]),
+            "final_val_error": mean_std([r["final_val_error"] for r in results]),
+            "seconds_per_run": mean_std([r["seconds"] for r in results]),
             "per_seed_final_test_error": [r["test_error"] for r in results],
             "paper_test_error": PAPER.get(row),
         }
@@ -93,7 +72,10 @@ def main(argv):
         "train_steps": flags_used["train_steps"],
         "flags": flags_used,
         "wall_seconds_this_invocation": round(time.time() - start, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "training_seconds_all_runs": round(
+            sum(r["seconds"] for rs in runs.values() for r in rs), 1
+        ),
+        "machine": machine(),
         "rows": summary,
     }
     os.makedirs(RESULTS_DIR, exist_ok=True)
@@ -117,6 +99,12 @@ def main(argv):
             f"{fmt(s['final_val_error'])} | {fmt(s['paper_test_error'])} | "
             f"{s['seconds_per_run'][0]:.0f} |"
         )
+    lines += [
+        "",
+        f"Training time of all {sum(map(len, runs.values()))} runs: "
+        f"{report['training_seconds_all_runs'] / 60:.0f} min (this invocation: "
+        f"{report['wall_seconds_this_invocation'] / 60:.0f} min; finished runs are reused).",
+    ]
     table = "\n".join(lines) + "\n"
     with open(os.path.join(RESULTS_DIR, f"{_NAME.value}.md"), "w") as f:
         f.write(table)
