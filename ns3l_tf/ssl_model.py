@@ -94,7 +94,7 @@ class SSLModel(keras.Model):
       algorithm: one base method (`supervised`, `pseudo_label`, `vat`, `mixmatch`) and any
         additive terms (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (=
         `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"mixmatch+ns3l"`. MixMatch takes
-        unlabeled batches of shape `(2, B_u, H, W, C)` (two augmentations).
+        unlabeled batches of shape `(B_u, 2, H, W, C)` (two augmentations).
       ns3l_threshold: T in (0, 1); None means the paper's 0.4 / K. A non-trainable Variable,
         so callbacks and tuners can assign to it.
       ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and, for the supervised base, the

@@ -148,8 +148,8 @@ def test_svhn_extra_is_optional(mock_tfds):
 def test_unlabeled_augmentations_are_independent(mock_tfds):
     data = _load("cifar10")
     _, x_u = next(iter(data_lib.train_dataset(data, 8, 16, seed=0, unlabeled_augmentations=2)))
-    assert x_u.shape == (2, 16, 32, 32, 3)
-    assert not np.array_equal(x_u[0].numpy(), x_u[1].numpy())
+    assert x_u.shape == (16, 2, 32, 32, 3)  # batch-major: a strategy splits along images
+    assert not np.array_equal(x_u[:, 0].numpy(), x_u[:, 1].numpy())
 
 
 def test_missing_tfds_data_is_one_clear_line(tmp_path):

@@ -72,7 +72,7 @@ def train_dataset(
 
     Returns:
       A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` float32,
-      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32, or `(A, B_u, H, W, C)` when
+      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32, or `(B_u, A, H, W, C)` when
       `unlabeled_augmentations` > 1, or the dict above — or of `(x_l, y_l)` when
       `unlabeled_batch_size` is 0.
 
@@ -93,7 +93,8 @@ def train_dataset(
             images = prepare(images, seed)
         else:
             seeds = tf.random.experimental.stateless_split(seed, unlabeled_augmentations)
-            images = tf.stack([prepare(images, seeds[a]) for a in range(unlabeled_augmentations)])
+            versions = [prepare(images, seeds[a]) for a in range(unlabeled_augmentations)]
+            images = tf.stack(versions, axis=1)  # batch-major: strategies split along images
         return {**batch, "images": images} if unlabeled_side else images
 
     for name, rows in (unlabeled_side or {}).items():

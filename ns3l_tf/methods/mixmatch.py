@@ -101,28 +101,28 @@ class MixMatch:
         self.rampup = rampup
 
     def guess_labels(self, model, x_unlabeled):
-        """`(A, B, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached)."""
-        augmentations, batch = x_unlabeled.shape[0], x_unlabeled.shape[1]
-        flat = ops.reshape(x_unlabeled, (augmentations * batch, *x_unlabeled.shape[2:]))
+        """`(B, A, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached)."""
+        batch, augmentations = x_unlabeled.shape[0], x_unlabeled.shape[1]
+        flat = ops.reshape(x_unlabeled, (batch * augmentations, *x_unlabeled.shape[2:]))
         with frozen_batchnorm_statistics():
             logits = model(flat, training=True)
-        probs = ops.softmax(ops.reshape(logits, (augmentations, batch, -1)), axis=-1)
-        return ops.stop_gradient(losses.sharpen(ops.mean(probs, axis=0), self.temperature))
+        probs = ops.softmax(ops.reshape(logits, (batch, augmentations, -1)), axis=-1)
+        return ops.stop_gradient(losses.sharpen(ops.mean(probs, axis=1), self.temperature))
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
         if len(x_unlabeled.shape) != 5:
             raise ValueError(
-                "MixMatch needs unlabeled batches of shape (augmentations, B, H, W, C): "
+                "MixMatch needs unlabeled batches of shape (B, augmentations, H, W, C): "
                 "build the pipeline with unlabeled_augmentations=2"
             )
-        augmentations, batch = x_unlabeled.shape[0], x_labeled.shape[0]
-        if x_unlabeled.shape[1] != batch:
+        batch, augmentations = x_labeled.shape[0], x_unlabeled.shape[1]
+        if x_unlabeled.shape[0] != batch:
             raise ValueError("MixMatch needs equal labeled and unlabeled batch sizes")
         guesses = self.guess_labels(model, x_unlabeled)
-        inputs = ops.concatenate(
-            [x_labeled, ops.reshape(x_unlabeled, (augmentations * batch, *x_labeled.shape[1:]))],
-            axis=0,
-        )
+        # Û: augmentation-major, all images' first augmentation, then all the second, ...
+        unlabeled = ops.transpose(x_unlabeled, (1, 0, 2, 3, 4))
+        unlabeled = ops.reshape(unlabeled, (augmentations * batch, *x_labeled.shape[1:]))
+        inputs = ops.concatenate([x_labeled, unlabeled], axis=0)
         targets = ops.concatenate(
             [ops.one_hot(y_labeled, self.num_classes), ops.tile(guesses, (augmentations, 1))],
             axis=0,

@@ -13,12 +13,13 @@ from ns3l_tf.models import layers
 
 def fixed_batch(data, n_labeled=16, n_unlabeled=24, augmentations=1):
     """Normalised `(x_l, y_l, x_u)` from the start of each pool; with `augmentations` > 1,
-    `x_u` is `(augmentations, n_unlabeled, H, W, C)` of differently translated copies."""
+    `x_u` is `(n_unlabeled, augmentations, H, W, C)` of differently translated copies."""
     normalize = lambda x: data_lib.augment.normalize(x, data.mean, data.std)  # noqa: E731
     x_u = normalize(data.unlabeled_images[:n_unlabeled])
     if augmentations > 1:
         x_u = tf.stack(
-            [data_lib.augment.random_translate(x_u, 2, (a, 0)) for a in range(augmentations)]
+            [data_lib.augment.random_translate(x_u, 2, (a, 0)) for a in range(augmentations)],
+            axis=1,
         )
     return (
         normalize(data.labeled_images[:n_labeled]),

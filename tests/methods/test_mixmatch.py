@@ -47,8 +47,8 @@ def test_guesses_are_sharpened_mean_predictions(small_data):
     guesses = model.base_method.guess_labels(model, x_u).numpy()
     with frozen_batchnorm_statistics():
         flat = tf.reshape(x_u, (16, 28, 28, 1))
-        probs = tf.nn.softmax(tf.reshape(model(flat, training=True), (2, 8, 10)))
-    expected = losses.sharpen(tf.reduce_mean(probs, axis=0), 0.5).numpy()
+        probs = tf.nn.softmax(tf.reshape(model(flat, training=True), (8, 2, 10)))
+    expected = losses.sharpen(tf.reduce_mean(probs, axis=1), 0.5).numpy()
     np.testing.assert_allclose(guesses, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(guesses.sum(axis=1), 1.0, rtol=1e-5)
 
