@@ -23,19 +23,34 @@ class EvaluationHistory(keras.callbacks.Callback):
       steps_per_epoch: training steps between evaluations (to record the step).
       use_ema: evaluate the test split with the optimizer's moving average of the weights
         (pair with `keras.callbacks.SwapEMAWeights()` in `fit` for validation).
+      evaluate_fn: `(model, dataset) → {"loss", "accuracy", "error"}` replacing
+        `model.evaluate` (e.g. `distribute.evaluate_locally` in a multi-worker loop).
     """
 
-    def __init__(self, test_data, steps_per_epoch: int, use_ema: bool = False):
+    def __init__(self, test_data, steps_per_epoch: int, use_ema: bool = False, evaluate_fn=None):
         super().__init__()
         self.test_data = test_data
         self.steps_per_epoch = steps_per_epoch
         self.use_ema = use_ema
+        self.evaluate_fn = evaluate_fn
         self.records: list[dict] = []
+
+    def _evaluate_test_split(self) -> dict:
+        swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
+        if self.evaluate_fn is None:
+            return self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=swap)
+        for callback in swap:
+            callback.set_model(self.model)
+            callback.on_test_begin()
+        try:
+            return self.evaluate_fn(self.model, self.test_data)
+        finally:
+            for callback in swap:
+                callback.on_test_end()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
-        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=swap)
+        test = self._evaluate_test_split()
         for name, value in test.items():
             logs[f"test_{name}"] = value
         record = {"step": (epoch + 1) * self.steps_per_epoch}

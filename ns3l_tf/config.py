@@ -11,7 +11,7 @@ import typing
 
 from absl import flags
 
-from ns3l_tf import methods, negatives
+from ns3l_tf import distribute, methods, negatives
 from ns3l_tf.data.sources import DATASETS
 from ns3l_tf.models import MODELS
 from ns3l_tf.ssl_model import default_ns3l_threshold
@@ -101,6 +101,13 @@ class Config:
     train_steps: int = _field(3000, "Training steps (batches).")
     eval_every: int = _field(500, "Steps between evaluations on validation and test.")
     eval_batch_size: int = _field(1000, "Batch size of evaluation.")
+    strategy: str = _field(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
+        "multi_worker (one process per machine; the cluster comes from TF_CONFIG). "
+        "--batch_size and --unlabeled_batch_size are global.",
+    )
+    num_gpus: int = _field(0, "GPUs for --strategy=mirrored; 0: every visible GPU.")
     output_dir: str | None = _field(
         None,
         "Where results.json, checkpoints and TensorBoard logs go; default "
@@ -214,6 +221,12 @@ def _validate(c: Config) -> None:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
     if not 0.0 < c.lr_decay_factor <= 1.0:
         fail("lr_decay_factor", "must be in (0, 1]")
+    if c.strategy not in distribute.STRATEGIES:
+        fail("strategy", f"unknown strategy; allowed: {', '.join(distribute.STRATEGIES)}")
+    if c.num_gpus < 0:
+        fail("num_gpus", "must be >= 0 (0: every visible GPU)")
+    if c.num_gpus and c.strategy != "mirrored":
+        fail("num_gpus", "only applies to --strategy=mirrored")
     if c.train_steps % c.eval_every:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
 

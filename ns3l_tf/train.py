@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from ns3l_tf import cli, io_utils, negatives
+from ns3l_tf import cli, distribute, io_utils, negatives
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
@@ -74,10 +74,13 @@ def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return optimizer
 
 
-def build_model(config: Config) -> SSLModel:
-    """The compiled, built `SSLModel` of `config`."""
+def build_model(config: Config, num_replicas: int = 1) -> SSLModel:
+    """The compiled, built `SSLModel` of `config`; call it inside `strategy.scope()` to
+    distribute it (with `num_replicas` > 1 its BatchNorms are synchronized)."""
     info = data_lib.DATASETS[config.dataset]
-    backbone = build_backbone(config.model, info.num_classes, info.image_shape)
+    backbone = build_backbone(
+        config.model, info.num_classes, info.image_shape, synchronized=num_replicas > 1
+    )
     model = SSLModel(
         backbone,
         num_classes=info.num_classes,
@@ -86,6 +89,7 @@ def build_model(config: Config) -> SSLModel:
     )
     model.compile(optimizer=build_optimizer(config))
     model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
+    model.optimizer.build(model.trainable_variables)  # so saved optimizer state loads back
     return model
 
 
@@ -119,12 +123,30 @@ def unlabeled_side(model: SSLModel, data: data_lib.SSLData, config: Config) -> d
     return side
 
 
-def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") -> dict:
+def _check_divisible(config: Config, num_replicas: int) -> None:
+    for flag in ("batch_size", "unlabeled_batch_size"):
+        if getattr(config, flag) % num_replicas:
+            raise ConfigError(
+                f"--{flag}={getattr(config, flag)}: a global batch must split evenly over the "
+                f"{num_replicas} replicas of --strategy={config.strategy}"
+            )
+
+
+def run(
+    config: Config,
+    data: data_lib.SSLData | None = None,
+    verbose="auto",
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Trains as `config` says, evaluating every `eval_every` steps, and writes the outputs.
+
+    Under a multi-worker strategy only the chief writes; every worker trains the same model
+    and returns the same results.
 
     Args:
       config: the validated run configuration.
       data: a preloaded split (e.g. a subset in tests); default loads `config.dataset`.
+      strategy: default `distribute.make_strategy(config.strategy, config.num_gpus)`.
       verbose: Keras progress output: "auto" (a bar on a terminal, one line per evaluation
         otherwise), 0, 1 or 2.
 
@@ -135,8 +157,13 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     """
     if data is None:
         data = config.load_data()
+    if strategy is None:
+        strategy = distribute.make_strategy(config.strategy, config.num_gpus)
+    num_replicas = strategy.num_replicas_in_sync
+    _check_divisible(config, num_replicas)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
+    with strategy.scope():
+        model = build_model(config, num_replicas)
     start = time.time()
     side = unlabeled_side(model, data, config)
     preprocessing_seconds = time.time() - start
@@ -167,20 +194,28 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
     )
 
     run_dir = config.run_dir
-    io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
+    custom_loop = config.strategy == "multi_worker"  # Model.fit fails there (keras#20585)
+    writes = distribute.is_chief(strategy)
+    if writes:
+        io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
     use_ema = config.ema_decay > 0
-    history = EvaluationHistory(test_ds, steps_per_epoch=config.eval_every, use_ema=use_ema)
-    callbacks = [
-        *([keras.callbacks.SwapEMAWeights()] if use_ema else []),  # validate on the EMA
-        history,
-        AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
-    ]
+    history = EvaluationHistory(
+        test_ds,
+        steps_per_epoch=config.eval_every,
+        use_ema=use_ema,
+        evaluate_fn=distribute.evaluate_locally if custom_loop else None,
+    )
+    callbacks = [*([keras.callbacks.SwapEMAWeights()] if use_ema else []), history]
+    if writes:
+        callbacks += [
+            AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+        ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     logging.info(
         "%s: %d labeled (digest %s), %d unlabeled, %d validation, %d test images; "
-        "%s with T=%g, lambda1=%g",
+        "%s with T=%g, lambda1=%g; %d replica(s)",
         config.dataset,
         len(data.labeled_labels),
         data.labeled_digest()[:16],
@@ -190,19 +225,29 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         config.algorithm if model.uses_unlabeled_data else "supervised",
         config.threshold,
         config.ns3l_weight,
+        num_replicas,
     )
     start = time.time()
-    model.fit(
-        train_ds,
-        steps_per_epoch=config.eval_every,
-        epochs=config.train_steps // config.eval_every,
-        validation_data=val_ds,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data streams shuffle themselves
-    )
+    schedule = {
+        "steps_per_epoch": config.eval_every,
+        "epochs": config.train_steps // config.eval_every,
+    }
+    if custom_loop:
+        distribute.fit_with_custom_loop(
+            model, strategy, train_ds, validation_data=val_ds, callbacks=callbacks, **schedule
+        )
+    else:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the tf.data streams shuffle themselves
+            **schedule,
+        )
     seconds = time.time() - start
-    io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
+    if writes:
+        io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
 
     last, best = history.records[-1], history.best or {}
     results = {
@@ -219,11 +264,13 @@ def run(config: Config, data: data_lib.SSLData | None = None, verbose="auto") ->
         "num_unlabeled": data.num_unlabeled,
         "num_validation": len(data.validation_labels),
         "labeled_digest": data.labeled_digest(),
+        "num_replicas": num_replicas,
         "flags": {**dataclasses.asdict(config), "ns3l_threshold": config.threshold},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "history": history.records,
     }
-    io_utils.write_json(os.path.join(run_dir, "results.json"), results)
+    if writes:
+        io_utils.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
 
@@ -231,10 +278,13 @@ def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
     try:
         config = config_from_flags()
+        # Before any other TensorFlow op: collectives are configured at startup.
+        strategy = distribute.make_strategy(config.strategy, config.num_gpus)
+        _check_divisible(config, strategy.num_replicas_in_sync)
         data = config.load_data()
-    except (ConfigError, data_lib.DataNotFoundError) as error:
+    except (ConfigError, distribute.StrategyError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    results = run(config, data)
+    results = run(config, data, strategy=strategy)
     summary = f"test error {results['test_error']:.2f}% after {results['steps']} steps "
     summary += f"({results['seconds']:.0f} s)"
     if results["best_val_error"] is not None:

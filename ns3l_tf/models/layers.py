@@ -12,6 +12,8 @@ BATCH_NORM_EPSILON = 1e-3
 
 # Read when a train step is traced: a Python flag costs nothing at run time.
 _update_moving_statistics = [True]
+# Read when a backbone is built: whether its BatchNorms average moments across replicas.
+_synchronized = [False]
 
 
 @contextlib.contextmanager
@@ -35,6 +37,22 @@ def frozen_batchnorm_statistics():
         _update_moving_statistics[0] = previous
 
 
+@contextlib.contextmanager
+def synchronized_batchnorm(enabled: bool = True):
+    """Every `batch_norm()` built inside this block computes batch moments over all replicas.
+
+    With a `tf.distribute` strategy of several replicas, each replica would otherwise
+    normalise with (and update its moving statistics from) its own shard only, so replicas
+    drift apart and results depend on the number of replicas.
+    """
+    previous = _synchronized[0]
+    _synchronized[0] = enabled
+    try:
+        yield
+    finally:
+        _synchronized[0] = previous
+
+
 @keras.saving.register_keras_serializable(package="ns3l_tf")
 class BatchNorm(keras.layers.BatchNormalization):
     """BatchNormalization that honours `frozen_batchnorm_statistics()`.
@@ -47,7 +65,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if training and self.trainable and not _update_moving_statistics[0]:
             x = ops.cast(inputs, "float32")
-            mean, variance = ops.moments(x, axes=list(range(len(x.shape) - 1)))
+            axes = list(range(len(x.shape) - 1))
+            mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
             y = ops.batch_normalization(
                 x,
                 mean,
@@ -62,5 +81,6 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 def batch_norm(momentum: float = BATCH_NORM_MOMENTUM):
-    """`BatchNorm` with epsilon 1e-3 and the reference momentum 0.999 by default."""
-    return BatchNorm(momentum=momentum, epsilon=BATCH_NORM_EPSILON)
+    """`BatchNorm` with epsilon 1e-3 and the reference momentum 0.999 by default,
+    synchronized across replicas inside `synchronized_batchnorm()`."""
+    return BatchNorm(momentum=momentum, epsilon=BATCH_NORM_EPSILON, synchronized=_synchronized[0])

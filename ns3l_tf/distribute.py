@@ -1,0 +1,164 @@
+"""Training on several GPUs and machines with `tf.distribute`.
+
+    strategy = make_strategy("mirrored", num_gpus=4)        # one machine, 4 GPUs
+    with strategy.scope():
+        model = ns3l_tf.train.build_model(config, num_replicas=strategy.num_replicas_in_sync)
+    model.fit(...)                                           # MirroredStrategy: plain fit
+
+    strategy = make_strategy("multi_worker")                # reads TF_CONFIG
+    ... fit_with_custom_loop(model, strategy, train_ds, ...) # fit is broken there (Keras 3.15)
+
+Batches are global: every replica gets `batch_size / replicas` labeled and unlabeled images
+and `SSLModel.train_step` divides its local means by the number of replicas, so gradients
+(summed across replicas) are those of the global-batch mean and results do not depend on the
+number of replicas. Backbones built for several replicas use synchronized BatchNorm.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+class StrategyError(ValueError):
+    """The requested strategy cannot run here; the message names the flag and the fix."""
+
+
+def make_strategy(name: str, num_gpus: int = 0, devices=None) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy called `name`.
+
+    Args:
+      name: `default` (one device, no strategy), `mirrored` (all local GPUs, or the first
+        `num_gpus`; the CPU when there is none) or `multi_worker` (one process per machine,
+        synchronous all-reduce; the cluster comes from the `TF_CONFIG` environment variable).
+      num_gpus: GPUs for `mirrored`; 0 means every visible GPU.
+      devices: explicit device names for `mirrored` (e.g. two logical CPUs in tests).
+
+    Raises:
+      StrategyError: unknown name, too few GPUs, or `multi_worker` without `TF_CONFIG`.
+    """
+    if name not in STRATEGIES:
+        raise StrategyError(f"--strategy={name}: unknown; allowed: {', '.join(STRATEGIES)}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if devices is None:
+            gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+            if num_gpus > len(gpus):
+                raise StrategyError(
+                    f"--num_gpus={num_gpus}: only {len(gpus)} GPU(s) visible on this machine"
+                )
+            devices = gpus[: num_gpus or None] or None  # None: MirroredStrategy picks the CPU
+        return tf.distribute.MirroredStrategy(devices)
+    if "TF_CONFIG" not in os.environ:
+        raise StrategyError(
+            "--strategy=multi_worker: set TF_CONFIG on every machine, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints and results: always, except on the workers
+    of a multi-worker cluster other than worker 0 (or the `chief` task)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and ("chief" not in resolver.cluster_spec().as_dict())
+    )
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+    """This process's task index in a multi-worker cluster, 0 elsewhere."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id or 0) if resolver is not None else 0
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Auto-sharding by elements: every worker builds the same seeded stream and takes its
+    share of each global batch (files do not exist for in-memory data)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def evaluate_locally(model: keras.Model, dataset: tf.data.Dataset) -> dict:
+    """`loss`, `accuracy` and `error` (%) of `model` on `(x, y)` batches, computed by this
+    process alone in cross-replica context (every worker holds the same weights), so
+    evaluation needs no collective and works where `Model.evaluate` does not."""
+    total, correct, loss_sum = 0, 0, 0.0
+    for images, labels in dataset:
+        logits = model(images, training=False)
+        labels = tf.cast(labels, tf.int64)
+        loss_sum += float(
+            tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            )
+        )
+        correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.int32)))
+        total += int(labels.shape[0])
+    accuracy = correct / total
+    return {"loss": loss_sum / total, "accuracy": accuracy, "error": 100.0 * (1.0 - accuracy)}
+
+
+def fit_with_custom_loop(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    train_data: tf.data.Dataset,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    validation_data: tf.data.Dataset | None = None,
+    callbacks=(),
+    verbose: int = 0,
+) -> list[dict]:
+    """`model.fit` for strategies where Keras's `fit` fails (multi-worker, keras#20585).
+
+    Runs the model's own `train_step` on every replica with `strategy.run` and averages the
+    logs over replicas, as `fit` does. Callbacks get the same calls as in `fit` (train, epoch
+    and batch begin/end, `on_test_begin/end` around validation, so `SwapEMAWeights` works),
+    and the epoch logs carry `val_*` entries from `evaluate_locally`.
+
+    Returns:
+      The epoch logs, one dict per epoch.
+    """
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_history=False, add_progbar=verbose > 0, model=model, verbose=verbose
+    )
+    callback_list.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": verbose})
+    iterator = iter(strategy.experimental_distribute_dataset(shard_by_data(train_data)))
+
+    @tf.function
+    def train_step(iterator):
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+
+    history = []
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        for metric in model.metrics:
+            metric.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            logs = train_step(iterator)
+            callback_list.on_train_batch_end(step, logs)
+        epoch_logs = {name: float(np.asarray(value)) for name, value in logs.items()}
+        if validation_data is not None:
+            callback_list.on_test_begin()
+            validation = evaluate_locally(model, validation_data)
+            callback_list.on_test_end(validation)
+            epoch_logs.update({f"val_{name}": value for name, value in validation.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        history.append(epoch_logs)
+    callback_list.on_train_end(history[-1] if history else None)
+    return history
