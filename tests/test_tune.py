@@ -1,0 +1,92 @@
+"""KerasTuner search of T and λ₁: a real 2-trial search, resuming, outputs and bad flags."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ns3l_tf import cli, tune
+from ns3l_tf.config import Config, config_from_flags
+
+from .conftest import REPO_ROOT
+
+
+def _config(**changes):
+    settings = dict(
+        algorithm="ns3l",
+        train_steps=4,
+        eval_every=2,
+        batch_size=16,
+        unlabeled_batch_size=16,
+        seed=3,
+    )
+    return Config(**{**settings, **changes})
+
+
+def test_two_trial_search_writes_its_table_and_best_flagfile(
+    small_data, tmp_path, saved_flags, monkeypatch
+):
+    fits = []
+    original_fit = tune.NS3LHyperModel.fit
+
+    def counting_fit(self, hp, model, *args, **kwargs):
+        fits.append((float(model.ns3l_threshold.numpy()), float(model.ns3l_weight.numpy())))
+        return original_fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(tune.NS3LHyperModel, "fit", counting_fit)
+    directory = tmp_path / "search"
+    space = tune.SearchSpace((0.1, 1.0), (0.5, 2.0))
+    results = tune.run(_config(), small_data, "random", 2, str(directory), space)
+
+    trials = results["trials"]
+    assert len(trials) == 2 == len(fits)
+    # Each trial trained the model with its own T and λ₁, inside the search space.
+    tried = sorted((t["ns3l_threshold"], t["ns3l_weight"]) for t in trials)
+    np.testing.assert_allclose(tried, sorted(fits), rtol=1e-6)
+    for trial in trials:
+        assert 0.01 <= trial["ns3l_threshold"] <= 0.1 and 0.5 <= trial["ns3l_weight"] <= 2.0
+        assert 0.0 <= trial["val_error"] <= 100.0
+    assert trials[0]["val_error"] <= trials[1]["val_error"]  # best first
+    assert results["best"]["ns3l_threshold"] == trials[0]["ns3l_threshold"]
+    assert 0.0 <= results["test_error_of_best"] <= 100.0
+
+    saved = json.loads((directory / "trials.json").read_text())
+    assert saved["objective"] == "val_error" and len(saved["trials"]) == 2
+    table = (directory / "trials.md").read_text()
+    assert f"| {trials[0]['val_error']:.2f} |" in table and "Test error of the best" in table
+
+    # best.cfg is a complete flagfile of the best run.
+    monkeypatch.chdir(REPO_ROOT)
+    saved_flags.unparse_flags()
+    cli.parse_flags(["prog", f"--flagfile={directory / 'best.cfg'}"])
+    best = config_from_flags()
+    assert best.ns3l_threshold == pytest.approx(trials[0]["ns3l_threshold"])
+    assert best.ns3l_weight == pytest.approx(trials[0]["ns3l_weight"])
+    assert (best.train_steps, best.seed, best.algorithm) == (4, 3, "ns3l")
+
+    # Resuming the finished search trains nothing; asking for a third trial trains one.
+    tune.run(_config(), small_data, "random", 2, str(directory), space)
+    assert len(fits) == 2
+    again = tune.run(_config(), small_data, "random", 3, str(directory), space)
+    assert len(fits) == 3 and len(again["trials"]) == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tuner=grid"], "--tuner=grid: unknown; allowed: random, bayesian, hyperband"),
+        (["--max_trials=0"], "--max_trials=0: must be >= 1"),
+        (["--algorithm=vat"], "--algorithm=vat: has no ns3l term to tune"),
+        (["--num_validation=0"], "--num_validation=0: tuning needs a validation split"),
+        (["--threshold_range=0.5,0.1"], "--threshold_range=0.5,0.1: need two numbers 0 < low"),
+        (["--weight_range=a,b"], "--weight_range=a,b: need two numbers low,high"),
+    ],
+)
+def test_bad_tune_flags_exit_2_with_one_line(argv, message, saved_flags, capsys, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(SystemExit) as exit_info:
+        rest = cli.parse_flags(["prog", "--flagfile=flags/fmnist_quick.cfg", *argv])
+        tune.main(rest)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
