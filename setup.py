@@ -31,7 +31,14 @@ setuptools.setup(
     extras_require={
         "cpu": [f"tensorflow-cpu~={_TENSORFLOW}"],
         "gpu": [f"tensorflow[and-cuda]~={_TENSORFLOW}"],
-        # matplotlib draws the benchmarks' charts (and is tested with them).
-        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
+        # matplotlib draws the benchmarks' and notebooks' charts; CI executes the notebooks.
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "matplotlib>=3.8",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
     },
 )
