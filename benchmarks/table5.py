@@ -74,7 +74,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# Table 5 on Fashion-MNIST: how NS³L chooses negatives",
         "",
-        f"Small CNN, 2,000 labeled / 58,000 unlabeled images, {report['train_steps']} steps of "
+        f"Small CNN, 2,000 labeled / 58,000 unlabeled images, {report['train_steps']:,} steps of "
         f"64 labeled + 64 unlabeled (Adam 1e-3, ×0.2 after step {report['lr_decay_step']}), "
         f"seeds {', '.join(map(str, report['seeds']))}; test error in % after the last step, "
         f"mean ± std. The paper trained for 50 epochs. {report['machine']}; all "
@@ -119,7 +119,13 @@ def bar_chart(report: dict, path: str) -> None:
     low = min(r[k][0] - r[k][1] for r in rows for k in ("test_error", "paper"))
     high = max(r[k][0] + r[k][1] for r in rows for k in ("test_error", "paper"))
     axes.set_xlim(low - 0.5, high + 0.5)
-    axes.set_xlabel(f"test error % ({report['train_steps']} steps; paper: 50 epochs)")
+    if "supervised" in report["rows"]:  # what a selector must beat
+        supervised = report["rows"]["supervised"]["test_error"][0]
+        axes.axvline(supervised, color="tab:blue", linestyle="--", linewidth=1)
+    axes.set_xlabel(
+        f"test error % ({report['train_steps']:,} steps; paper: 50 epochs); "
+        "dashed: ns3l_tf supervised"
+    )
     axes.set_title("Table 5, Fashion-MNIST, 2,000 labels")
     axes.legend(loc="lower right")
     figure.tight_layout()
