@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from ns3l_tf import distribute, train
@@ -69,6 +70,37 @@ MIRRORED_STEP = textwrap.dedent(
 )
 
 
+# Methods whose draws differ per replica (VAT's directions, MixMatch's MixUp): two fit steps
+# on two logical CPUs, with a weight EMA as MixMatch evaluates, must give finite terms and
+# keep both replicas' copies of every variable equal.
+MIRRORED_REPLICAS_AGREE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ns3l_tf import SSLModel, models
+
+    algorithm = sys.argv[1]
+    rng = np.random.default_rng(0)
+    x_l = rng.normal(size=(16, 28, 28, 1)).astype("float32")
+    x_u = rng.normal(size=(16, 2, 28, 28, 1) if "mixmatch" in algorithm else (16, 28, 28, 1))
+    batch = ((x_l, rng.integers(0, 10, 16)), x_u.astype("float32"))
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = SSLModel(models.build_backbone("small_cnn", 10, (28, 28, 1), True), 10,
+                         algorithm=algorithm, vat_epsilon=2.0, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True))
+        model(np.zeros((1, 28, 28, 1), "float32"))
+    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, verbose=0)
+    logs = {name: values[-1] for name, values in history.history.items()}
+    copies = [v.value.values for v in [*model.variables, *model.optimizer.variables]]
+    spread = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in copies)
+    print(json.dumps({"logs": logs, "variables": len(copies), "replica_spread": spread}))
+    """
+)
+
+
 def _python(code_or_args, env=None, timeout=300):
     command = [sys.executable, *code_or_args]
     return subprocess.run(
@@ -90,6 +122,18 @@ def test_two_mirrored_cpu_replicas_match_one_device(algorithm):
     # another way, in float32); without synchronized BatchNorm two replicas differ by 19%.
     assert report["update_norm"] > 0.1
     assert report["relative_update_difference"] < 0.01
+
+
+@pytest.mark.parametrize("algorithm", ["vat+ns3l", "mixmatch+ns3l"])
+def test_mirrored_replicas_keep_identical_copies(algorithm):
+    result = _python(["-c", MIRRORED_REPLICAS_AGREE, algorithm])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    term = "vat_loss" if algorithm.startswith("vat") else "mixmatch_loss"
+    assert report["logs"][term] > 0 and report["logs"]["ns3l_loss"] > 0
+    assert all(np.isfinite(value) for value in report["logs"].values())
+    # Weights, BatchNorm statistics, EMA averages and Adam moments: the same on both replicas.
+    assert report["variables"] > 60 and report["replica_spread"] == 0.0
 
 
 def _free_ports(count):

@@ -1,6 +1,7 @@
 """Layers and settings shared by the backbones (Oliver et al. 2018 conventions)."""
 
 import contextlib
+import threading
 
 import keras
 from keras import ops
@@ -10,8 +11,16 @@ LEAKY_RELU_SLOPE = 0.1
 BATCH_NORM_MOMENTUM = 0.999
 BATCH_NORM_EPSILON = 1e-3
 
-# Read when a train step is traced: a Python flag costs nothing at run time.
-_update_moving_statistics = [True]
+
+class _TraceState(threading.local):
+    """Read when a train step is traced: a Python flag costs nothing at run time. Per thread,
+    because `MirroredStrategy` traces each replica's step in its own thread, concurrently:
+    one replica's frozen pass must not freeze another replica's updating pass."""
+
+    update_moving_statistics = True
+
+
+_trace_state = _TraceState()
 # Read when a backbone is built: whether its BatchNorms average moments across replicas.
 _synchronized = [False]
 
@@ -29,12 +38,17 @@ def frozen_batchnorm_statistics():
       with frozen_batchnorm_statistics():
           logits_adv = model(x_unlabeled + r_adv, training=True)
     """
-    previous = _update_moving_statistics[0]
-    _update_moving_statistics[0] = False
+    previous = _trace_state.update_moving_statistics
+    _trace_state.update_moving_statistics = False
     try:
         yield
     finally:
-        _update_moving_statistics[0] = previous
+        _trace_state.update_moving_statistics = previous
+
+
+def updates_moving_statistics() -> bool:
+    """False inside `frozen_batchnorm_statistics()` (in this thread)."""
+    return _trace_state.update_moving_statistics
 
 
 @contextlib.contextmanager
@@ -63,7 +77,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if training and self.trainable and not _update_moving_statistics[0]:
+        if training and self.trainable and not updates_moving_statistics():
             x = ops.cast(inputs, "float32")
             axes = list(range(len(x.shape) - 1))
             mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)

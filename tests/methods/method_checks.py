@@ -35,7 +35,7 @@ def updating_passes(model, batch, monkeypatch) -> collections.Counter:
     original = layers.BatchNorm.call
 
     def spy(self, inputs, training=None, mask=None):
-        if training and layers._update_moving_statistics[0]:
+        if training and layers.updates_moving_statistics():
             counts[self.name] += 1
         return original(self, inputs, training=training, mask=mask)
 
