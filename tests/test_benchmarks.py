@@ -70,7 +70,11 @@ def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
         "num_runs": 4,
         "training_seconds_all_runs": 400,
         "rows": {
-            row: {"label": table5.ROWS[row][0], "paper": table5.ROWS[row][1], **table5.summarize(r)}
+            row: {
+                "label": table5.ROWS[row][0],
+                "paper": table5.ROWS[row][1],
+                **table5.summarize(r, runs["supervised"] if row != "supervised" else None),
+            }
             for row, r in runs.items()
         },
     }
@@ -81,10 +85,14 @@ def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
     )
     table5.write_report(report, str(tmp_path / "table5"))
     table = (tmp_path / "table5.md").read_text().splitlines()
-    assert "| Supervised | 17.50 ± 0.71 | 17.25 ± 0.22 | – | – | 100 |" in table
+    # Paired by seed: 16.0 - 17.0 = -1.0 and 16.5 - 18.0 = -1.5.
+    assert report["rows"]["nn_furthest"]["paired_difference_to_supervised"] == pytest.approx(
+        (-1.25, np.sqrt(0.125))
+    )
+    assert "| Supervised | 17.50 ± 0.71 | 17.25 ± 0.22 | – | – | – | 100 |" in table
     assert (
-        "| Furthest class with NN | 16.25 ± 0.35 | 16.76 ± 0.15 | 1.00 ± 0.00 | 4.50 ± 0.71 | "
-        "100 (+2.5 NN masks) |"
+        "| Furthest class with NN | 16.25 ± 0.35 | 16.76 ± 0.15 | -1.25 ± 0.35 | 1.00 ± 0.00 | "
+        "4.50 ± 0.71 | 100 (+2.5 NN masks) |"
     ) in table
     assert "all 4 runs took 7 min of training" in table[2]
     assert (tmp_path / "table5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
