@@ -249,12 +249,12 @@ def run(
     return results
 
 
-def _float_pair(flag: str) -> tuple[float, ...]:
+def _float_pair(holder: flags.FlagHolder) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in flags.FLAGS[flag].value)
+        return tuple(float(v) for v in holder.value)
     except ValueError:
         raise ConfigError(
-            f"--{flag}={','.join(flags.FLAGS[flag].value)}: need two numbers low,high"
+            f"--{holder.name}={','.join(holder.value)}: need two numbers low,high"
         ) from None
 
 
@@ -267,7 +267,7 @@ def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
     try:
         config = config_from_flags()
-        space = SearchSpace(_float_pair("threshold_range"), _float_pair("weight_range"))
+        space = SearchSpace(_float_pair(_THRESHOLD_RANGE), _float_pair(_WEIGHT_RANGE))
         check_search(config, _TUNER.value, _MAX_TRIALS.value)
         directory = _TUNE_DIR.value or os.path.join(
             "runs", "tune", os.path.basename(config.run_dir)
