@@ -77,12 +77,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
-def worker_index(strategy: tf.distribute.Strategy) -> int:
-    """This process's task index in a multi-worker cluster, 0 elsewhere."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return int(resolver.task_id or 0) if resolver is not None else 0
-
-
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Auto-sharding by elements: every worker builds the same seeded stream and takes its
     share of each global batch (files do not exist for in-memory data)."""

@@ -26,7 +26,7 @@ MIRRORED_STEP = textwrap.dedent(
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from ns3l_tf import SSLModel, data as data_lib, models
+    from ns3l_tf import SSLModel, data as data_lib, distribute, models
 
     algorithm = sys.argv[1]
     raw = data_lib.sources.load_fashion_mnist()
@@ -46,7 +46,7 @@ MIRRORED_STEP = textwrap.dedent(
 
     single = build(tf.distribute.get_strategy(), False)
     single_logs = single.train_step(batch)
-    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored_strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     mirrored = build(mirrored_strategy, True)
     dist = mirrored_strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     per_replica = mirrored_strategy.run(tf.function(mirrored.train_step), args=(next(iter(dist)),))
@@ -79,14 +79,14 @@ MIRRORED_REPLICAS_AGREE = textwrap.dedent(
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from ns3l_tf import SSLModel, models
+    from ns3l_tf import SSLModel, distribute, models
 
     algorithm = sys.argv[1]
     rng = np.random.default_rng(0)
     x_l = rng.normal(size=(16, 28, 28, 1)).astype("float32")
     x_u = rng.normal(size=(16, 2, 28, 28, 1) if "mixmatch" in algorithm else (16, 28, 28, 1))
     batch = ((x_l, rng.integers(0, 10, 16)), x_u.astype("float32"))
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = SSLModel(models.build_backbone("small_cnn", 10, (28, 28, 1), True), 10,
                          algorithm=algorithm, vat_epsilon=2.0, seed=0)
