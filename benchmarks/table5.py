@@ -23,19 +23,27 @@ from ns3l_tf import io_utils
 # Row name → (label as in the paper, the paper's test error mean and std, the row's flags).
 ROWS = {
     "supervised": ("Supervised", (17.25, 0.22), ["--ns3l_weight=0"]),
-    "uniform1": ("Uniform - 1", (18.64, 0.38), ["--negatives=uniform", "--num_negatives=1"]),
-    "uniform3": ("Uniform - 3", (19.35, 0.33), ["--negatives=uniform", "--num_negatives=3"]),
-    "nn_exclude": ("Exclude nearest class with NN", (17.12, 0.15), ["--negatives=nn_exclude"]),
+    "uniform1": (
+        "Uniform - 1",
+        (18.64, 0.38),
+        ["--ns3l_selector=uniform", "--ns3l_num_negatives=1"],
+    ),
+    "uniform3": (
+        "Uniform - 3",
+        (19.35, 0.33),
+        ["--ns3l_selector=uniform", "--ns3l_num_negatives=3"],
+    ),
+    "nn_exclude": ("Exclude nearest class with NN", (17.12, 0.15), ["--ns3l_selector=nn_exclude"]),
     "nn_exclude4": (
         "Exclude 4 nearest classes with NN",
         (17.13, 0.21),
-        ["--negatives=nn_exclude4"],
+        ["--ns3l_selector=nn_exclude4"],
     ),
-    "nn_furthest": ("Furthest class with NN", (16.76, 0.15), ["--negatives=nn_furthest"]),
+    "nn_furthest": ("Furthest class with NN", (16.76, 0.15), ["--ns3l_selector=nn_furthest"]),
     "threshold_003": ("Threshold T = 0.03", (16.47, 0.18), ["--ns3l_threshold=0.03"]),
     "threshold_005": ("Threshold T = 0.05", (16.59, 0.19), ["--ns3l_threshold=0.05"]),
-    "oracle1": ("Oracle - 1", (16.37, 0.12), ["--negatives=oracle", "--num_negatives=1"]),
-    "oracle3": ("Oracle - 3", (15.20, 0.66), ["--negatives=oracle", "--num_negatives=3"]),
+    "oracle1": ("Oracle - 1", (16.37, 0.12), ["--ns3l_selector=oracle", "--ns3l_num_negatives=1"]),
+    "oracle3": ("Oracle - 3", (15.20, 0.66), ["--ns3l_selector=oracle", "--ns3l_num_negatives=3"]),
 }
 
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"Rows to run, of: {', '.join(ROWS)}.")

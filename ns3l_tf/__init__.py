@@ -1,31 +1,41 @@
 """ns3l_tf: negative sampling in semi-supervised learning (NS³L) with Keras 3 and TensorFlow.
 
-Public API:
+Public API (loaded on first use, so `import ns3l_tf` and the flag checks of the command-line
+tools need no TensorFlow):
   SSLModel                     the semi-supervised keras.Model (train_step / test_step)
   ns3l_loss, ns3l_negatives    the NS³L loss and its threshold negatives mask
   negative_sampling_loss       the loss for any 0/1 negatives mask
   negatives                    the paper's Section 5 selectors (uniform, oracle, nearest neighbour)
+  methods                      the method registry: settings, `register`, algorithm strings
   models.small_cnn, models.wrn28_2
   data                         datasets, splits and tf.data streams (load_ssl_data, train_dataset)
+  experiment                   data, datasets, model and optimizer built from a `Config`
 """
 
-from ns3l_tf import data, losses, methods, models, negatives
-from ns3l_tf.losses import negative_sampling_loss, ns3l_loss, ns3l_negatives
-from ns3l_tf.metrics import ErrorRate
-from ns3l_tf.ssl_model import SSLModel, default_ns3l_threshold
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ErrorRate",
-    "SSLModel",
-    "data",
-    "default_ns3l_threshold",
-    "losses",
-    "methods",
-    "models",
-    "negative_sampling_loss",
-    "negatives",
-    "ns3l_loss",
-    "ns3l_negatives",
-]
+# Public name → the module that defines it ("" for the submodule of that name).
+_PUBLIC = {
+    "ErrorRate": "ns3l_tf.metrics",
+    "SSLModel": "ns3l_tf.ssl_model",
+    "default_ns3l_threshold": "ns3l_tf.methods",
+    "negative_sampling_loss": "ns3l_tf.losses",
+    "ns3l_loss": "ns3l_tf.losses",
+    "ns3l_negatives": "ns3l_tf.losses",
+    **{
+        name: ""
+        for name in ("config", "data", "experiment", "losses", "methods", "models", "negatives")
+    },
+}
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'ns3l_tf' has no attribute {name!r}")
+    module = importlib.import_module(_PUBLIC[name] or f"ns3l_tf.{name}")
+    return module if not _PUBLIC[name] else getattr(module, name)
+
+
+__all__ = sorted(_PUBLIC)

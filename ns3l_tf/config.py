@@ -1,120 +1,157 @@
-"""Run configuration: one frozen `Config`, validated once, built from absl flags by the CLI.
+"""Run configuration: one frozen `Config`, validated once, built from absl flags by the CLIs.
 
-Library code never reads flags: `Config` is what `ns3l_tf.train.run` takes, so notebooks and
-tuners build one directly (`Config(num_labeled=2000, algorithm="ns3l")`) and get the same
-checks and messages as the command line.
+A `Config` holds the run's own settings (data, model, schedule, where to write) and, for every
+registered method, its settings section (`config.methods["vat"].epsilon`), declared beside the
+method in `ns3l_tf.methods`. Flags are the run fields' names and `<method>_<setting>`
+(`--vat_epsilon`); the same names work as keyword arguments:
+
+    Config(num_labeled=2000, algorithm="vat+ns3l", vat_epsilon=2.0, ns3l_threshold=0.03)
+
+Library code never reads flags, so notebooks and tuners build a `Config` directly and get the
+same checks and messages as the command line. This module imports no TensorFlow: a bad flag
+costs one line, not a TensorFlow import.
 """
 
 import dataclasses
 import os
-import typing
+from typing import Any
 
 from absl import flags
 
-from ns3l_tf import distribute, methods, negatives
+from ns3l_tf import methods as methods_lib
+from ns3l_tf import settings as settings_lib
 from ns3l_tf.data.sources import DATASETS
 from ns3l_tf.models import MODELS
-from ns3l_tf.ssl_model import default_ns3l_threshold
+from ns3l_tf.settings import ConfigError, non_negative, positive, setting
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message names the flag and what is allowed."""
+def _named(what: str, choices) -> settings_lib.Check:
+    return lambda value: (
+        None if value in choices else f"unknown {what}; allowed: " + ", ".join(choices)
+    )
 
 
-def _field(default, help_text: str):
-    """A Config field whose flag help is `help_text`."""
-    return dataclasses.field(default=default, metadata={"help": help_text})
+def _in_unit_interval_from_above(value) -> str | None:
+    return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Config:
-    """Everything one training run depends on. Field names are the CLI flag names."""
+    """Everything one training run depends on. Field names are the CLI flag names.
 
-    dataset: str = _field("fashion_mnist", f"Dataset: {', '.join(sorted(DATASETS))}.")
-    data_dir: str | None = _field(
+    `methods` maps every registered method's name to its settings; keyword arguments named
+    `<method>_<setting>` set them (`Config(ns3l_weight=0)`).
+    """
+
+    dataset: str = setting(
+        "fashion_mnist",
+        f"Dataset: {', '.join(sorted(DATASETS))}.",
+        check=_named("dataset", sorted(DATASETS)),
+    )
+    data_dir: str | None = setting(
         None,
         "Directory holding the dataset files (Fashion-MNIST IDX files); searched before "
         "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
     )
-    num_labeled: int = _field(2000, "Labeled images, the same number per class.")
-    num_validation: int | None = _field(
+    num_labeled: int = setting(2000, "Labeled images, the same number per class.")
+    num_validation: int | None = setting(
         None,
         "Training images held out for validation; default the dataset's standard size "
         "(5000; 7325 for svhn_cropped; 0 for stl10).",
     )
-    extra_unlabeled: bool | None = _field(
+    extra_unlabeled: bool | None = setting(
         None,
         "Add the extra unlabeled split (svhn_cropped: extra, 531,131 images; stl10: "
         "unlabelled, 100,000); default on for stl10 only.",
     )
-    seed: int = _field(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
-    model: str = _field("small_cnn", f"Backbone: {', '.join(sorted(MODELS))}.")
-    algorithm: str = _field(
+    seed: int = setting(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
+    model: str = setting(
+        "small_cnn",
+        f"Backbone: {', '.join(sorted(MODELS))}.",
+        check=_named("model", sorted(MODELS)),
+    )
+    algorithm: str = setting(
         "ns3l",
         "A base method (supervised, pseudo_label, vat, mixmatch) and any additive terms "
         "(entmin, ns3l) joined by '+', e.g. ns3l (= supervised+ns3l), vat+entmin, "
         "mixmatch+ns3l.",
     )
-    ns3l_threshold: float | None = _field(
-        None, "NS3L threshold T in (0, 1); default 0.4 / number of classes."
-    )
-    ns3l_weight: float = _field(1.0, "NS3L weight lambda_1 >= 0; 0 turns NS3L off.")
-    negatives: str = _field(
-        "threshold",
-        "How NS3L picks negatives (paper Section 5): threshold (below T), uniform (P random "
-        "classes), oracle (P random wrong classes; reads the hidden labels: a diagnostic), "
-        "nn_exclude, nn_exclude4, nn_furthest (by the nearest/furthest labeled images).",
-    )
-    num_negatives: int = _field(1, "P, negatives per sample for --negatives=uniform|oracle.")
-    pseudo_label_threshold: float = _field(0.95, "Pseudo-Label's confidence threshold.")
-    pseudo_label_weight: float = _field(1.0, "Pseudo-Label's weight.")
-    vat_epsilon: float = _field(6.0, "VAT's perturbation norm per image (6 CIFAR, 1 SVHN).")
-    vat_xi: float = _field(1e-6, "VAT's finite-difference step.")
-    vat_weight: float = _field(0.3, "VAT's weight lambda_2.")
-    entmin_weight: float = _field(0.1, "Entropy minimisation's weight.")
-    mixmatch_weight: float = _field(75.0, "MixMatch's unlabeled weight lambda_3.")
-    mixmatch_temperature: float = _field(0.5, "MixMatch's sharpening temperature.")
-    mixmatch_alpha: float = _field(0.75, "MixMatch's Beta(alpha, alpha) MixUp parameter.")
-    mixmatch_rampup_steps: int = _field(16384, "Steps of the linear warm-up of lambda_3.")
-    rampup_steps: int = _field(
+    rampup_steps: int = setting(
         0,
         "Steps of Oliver et al.'s sigmoid warm-up of the unlabeled terms' weights "
         "(Pseudo-Label, VAT, EntMin, NS3L); 0 for none.",
+        check=non_negative(),
     )
-    batch_size: int = _field(64, "Labeled images per step.")
-    unlabeled_batch_size: int = _field(64, "Unlabeled images per step.")
-    learning_rate: float = _field(1e-3, "Adam learning rate.")
-    lr_decay_step: int = _field(
+    batch_size: int = setting(64, "Labeled images per step.", check=positive)
+    unlabeled_batch_size: int = setting(64, "Unlabeled images per step.", check=non_negative())
+    learning_rate: float = setting(1e-3, "Adam learning rate.", check=positive)
+    lr_decay_step: int = setting(
         0,
         "Step after which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
         "staircase decay); 0 keeps it constant.",
     )
-    lr_decay_factor: float = _field(0.2, "Learning-rate decay factor.")
-    weight_decay: float = _field(
+    lr_decay_factor: float = setting(
+        0.2, "Learning-rate decay factor.", check=_in_unit_interval_from_above
+    )
+    weight_decay: float = setting(
         0.0,
         "Decoupled weight decay of conv/dense kernels per step, times the learning rate "
         "(w <- w (1 - lr wd); MixMatch: 0.02).",
+        check=non_negative(),
     )
-    ema_decay: float = _field(
-        0.0, "Decay of an exponential moving average of the weights used for evaluation; 0: off."
+    ema_decay: float = setting(
+        0.0,
+        "Decay of an exponential moving average of the weights used for evaluation; 0: off.",
+        check=settings_lib.unit_interval_from_zero,
     )
-    train_steps: int = _field(3000, "Training steps (batches).")
-    eval_every: int = _field(500, "Steps between evaluations on validation and test.")
-    eval_batch_size: int = _field(1000, "Batch size of evaluation.")
-    strategy: str = _field(
+    train_steps: int = setting(3000, "Training steps (batches).", check=positive)
+    eval_every: int = setting(
+        500, "Steps between evaluations on validation and test.", check=positive
+    )
+    eval_batch_size: int = setting(1000, "Batch size of evaluation.", check=positive)
+    strategy: str = setting(
         "default",
         "tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
         "multi_worker (one process per machine; the cluster comes from TF_CONFIG). "
         "--batch_size and --unlabeled_batch_size are global.",
+        check=_named("strategy", STRATEGIES),
     )
-    num_gpus: int = _field(0, "GPUs for --strategy=mirrored; 0: every visible GPU.")
-    output_dir: str | None = _field(
+    num_gpus: int = setting(
+        0,
+        "GPUs for --strategy=mirrored; 0: every visible GPU.",
+        check=non_negative("0: every visible GPU"),
+    )
+    output_dir: str | None = setting(
         None,
         "Where results.json, checkpoints and TensorBoard logs go; default "
         "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>.",
     )
+    methods: dict[str, Any] = dataclasses.field(default=None, hash=False)
 
-    def __post_init__(self):
+    def __init__(self, methods: dict[str, Any] | None = None, **values):
+        """Run fields by name; method settings by `methods` and/or `<method>_<setting>`."""
+        run = {name: values.pop(name) for name in list(values) if name in _RUN_FIELDS}
+        sections = dict(methods or methods_lib.default_settings())
+        for name, method in methods_lib.REGISTRY.items():
+            prefix = f"{name}_"
+            given = {k[len(prefix) :]: values.pop(k) for k in list(values) if k.startswith(prefix)}
+            if given:
+                try:
+                    sections[name] = dataclasses.replace(
+                        sections.get(name, method.settings()), **given
+                    )
+                except TypeError:
+                    raise TypeError(
+                        f"unknown settings {sorted(prefix + k for k in given)}; {name} has "
+                        f"{sorted(settings_lib.flat(name, method.settings()))}"
+                    ) from None
+        if values:
+            raise TypeError(f"Config got unknown settings {sorted(values)}")
+        for field in _RUN_FIELDS.values():
+            object.__setattr__(self, field.name, run.get(field.name, field.default))
+        object.__setattr__(self, "methods", sections)
         _validate(self)
 
     @property
@@ -129,28 +166,41 @@ class Config:
         return self.num_validation
 
     @property
+    def streams_extra_unlabeled(self) -> bool:
+        """Whether the unlabeled pool includes the dataset's streamed extra split."""
+        if self.extra_unlabeled is None:
+            return DATASETS[self.dataset].extra_by_default
+        return self.extra_unlabeled
+
+    @property
     def threshold(self) -> float:
-        """T with the default resolved."""
-        if self.ns3l_threshold is None:
-            return default_ns3l_threshold(self.num_classes)
-        return self.ns3l_threshold
+        """NS³L's T with the default 0.4 / K resolved."""
+        return self.methods["ns3l"].threshold_for(self.num_classes)
 
-    def load_data(self):
-        """The `ns3l_tf.data.SSLData` split this config names.
+    @property
+    def algorithm_spec(self) -> methods_lib.AlgorithmSpec:
+        return methods_lib.parse_algorithm(self.algorithm)
 
-        Raises:
-          DataNotFoundError: the data is not on this machine (the message says how to get it).
-        """
-        from ns3l_tf import data as data_lib
+    def replace(self, **values) -> "Config":
+        """A copy with `values` changed (run fields or `<method>_<setting>`), validated."""
+        return dataclasses.replace(self, **values)
 
-        return data_lib.load_ssl_data(
-            self.dataset,
-            self.num_labeled,
-            self.validation_size,
-            self.seed,
-            self.data_dir,
-            self.extra_unlabeled,
-        )
+    def flag_values(self) -> dict[str, Any]:
+        """`{flag name: value}` of every run field and method setting (what a flagfile or
+        `results.json` holds)."""
+        run = {name: getattr(self, name) for name in _RUN_FIELDS}
+        return {**run, **methods_lib.flat_settings(self.methods)}
+
+    def model_settings(self) -> dict[str, Any]:
+        """`SSLModel` keyword arguments: the settings of the methods the algorithm names, the
+        warm-up and the seed."""
+        spec = self.algorithm_spec
+        named = {name: self.methods[name] for name in (spec.base, *spec.terms)}
+        return {
+            **methods_lib.flat_settings(named),
+            "rampup_steps": self.rampup_steps,
+            "seed": self.seed,
+        }
 
     @property
     def run_dir(self) -> str:
@@ -161,39 +211,15 @@ class Config:
         return os.path.join("runs", f"{name}_seed{self.seed}")
 
 
+_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "methods"}
+
+
 def _validate(c: Config) -> None:
     def fail(flag: str, message: str):
         raise ConfigError(f"--{flag}={getattr(c, flag)}: {message}")
 
-    if c.dataset not in DATASETS:
-        fail("dataset", f"unknown dataset; allowed: {', '.join(sorted(DATASETS))}")
-    if c.model not in MODELS:
-        fail("model", f"unknown model; allowed: {', '.join(sorted(MODELS))}")
-    try:
-        spec = methods.parse_algorithm(c.algorithm)
-    except ValueError as error:
-        raise ConfigError(f"--algorithm={c.algorithm}: {error}") from None
-    if c.ns3l_threshold is not None and not 0.0 < c.ns3l_threshold < 1.0:
-        fail("ns3l_threshold", "must be in the open interval (0, 1)")
-    if c.ns3l_weight < 0.0:
-        fail("ns3l_weight", "must be >= 0 (0 turns NS3L off)")
-    for flag in ("pseudo_label_weight", "vat_weight", "entmin_weight", "mixmatch_weight"):
-        if getattr(c, flag) < 0.0:
-            fail(flag, "must be >= 0")
-    for flag in ("pseudo_label_threshold", "ema_decay"):
-        if not 0.0 <= getattr(c, flag) < 1.0:
-            fail(flag, "must be in [0, 1)")
-    for flag in ("vat_epsilon", "vat_xi", "mixmatch_temperature", "mixmatch_alpha"):
-        if getattr(c, flag) <= 0.0:
-            fail(flag, "must be > 0")
-    for flag in ("rampup_steps", "mixmatch_rampup_steps"):
-        if getattr(c, flag) < 0:
-            fail(flag, "must be >= 0")
-    _validate_negatives(c, spec)
-    if c.weight_decay < 0.0:
-        fail("weight_decay", "must be >= 0")
-    if spec.base == "mixmatch" and c.unlabeled_batch_size != c.batch_size:
-        fail("unlabeled_batch_size", f"must equal --batch_size={c.batch_size} for MixMatch")
+    settings_lib.validate("", c)
+    methods_lib.validate_settings(c.methods)
     info = DATASETS[c.dataset]
     if c.num_labeled <= 0 or c.num_labeled % info.num_classes:
         fail(
@@ -210,74 +236,88 @@ def _validate(c: Config) -> None:
         )
     if c.extra_unlabeled and not info.extra_split:
         fail("extra_unlabeled", f"{c.dataset} has no extra unlabeled split")
-    for flag in ("batch_size", "learning_rate", "train_steps", "eval_every", "eval_batch_size"):
-        if getattr(c, flag) <= 0:
-            fail(flag, "must be > 0")
-    if c.unlabeled_batch_size < 0:
-        fail("unlabeled_batch_size", "must be >= 0")
-    if spec.needs_unlabeled(c.ns3l_weight) and c.unlabeled_batch_size == 0:
-        fail("unlabeled_batch_size", f"must be > 0 for --algorithm={c.algorithm}")
+    methods_lib.check_combination(
+        c.algorithm,
+        c.methods,
+        info.num_classes,
+        streamed_unlabeled=c.streams_extra_unlabeled,
+        batch_sizes=(c.batch_size, c.unlabeled_batch_size),
+    )
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
-    if not 0.0 < c.lr_decay_factor <= 1.0:
-        fail("lr_decay_factor", "must be in (0, 1]")
-    if c.strategy not in distribute.STRATEGIES:
-        fail("strategy", f"unknown strategy; allowed: {', '.join(distribute.STRATEGIES)}")
-    if c.num_gpus < 0:
-        fail("num_gpus", "must be >= 0 (0: every visible GPU)")
     if c.num_gpus and c.strategy != "mirrored":
         fail("num_gpus", "only applies to --strategy=mirrored")
     if c.train_steps % c.eval_every:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
 
 
-def _validate_negatives(c: Config, spec: methods.AlgorithmSpec) -> None:
-    if c.negatives not in negatives.SELECTORS:
-        raise ConfigError(
-            f"--negatives={c.negatives}: unknown selector; allowed: "
-            f"{', '.join(negatives.SELECTORS)}"
-        )
-    if c.negatives == "threshold":
-        return
-    if "ns3l" not in spec.active_terms(c.ns3l_weight):
-        raise ConfigError(
-            f"--negatives={c.negatives}: needs the NS3L term (an --algorithm with ns3l and "
-            "--ns3l_weight > 0)"
-        )
-    if spec.base == "mixmatch":
-        raise ConfigError(
-            f"--negatives={c.negatives}: MixMatch mixes images, so only threshold negatives apply"
-        )
-    num_classes = DATASETS[c.dataset].num_classes
-    largest = num_classes if c.negatives == "uniform" else num_classes - 1
-    if c.negatives in negatives.COUNTED and not 1 <= c.num_negatives <= largest:
-        raise ConfigError(
-            f"--num_negatives={c.num_negatives}: must be in [1, {largest}] for "
-            f"--negatives={c.negatives} on {c.dataset}"
-        )
-    extra = c.extra_unlabeled
-    if extra is None:
-        extra = DATASETS[c.dataset].extra_by_default
-    if c.negatives != "uniform" and extra:
-        raise ConfigError(
-            f"--negatives={c.negatives}: needs every unlabeled image in memory (and, for "
-            f"oracle, its true label); {c.dataset}'s extra unlabeled split is streamed without "
-            "labels: add --extra_unlabeled=false"
-        )
+# The KerasTuner searches of `python -m ns3l_tf.tune` (ns3l_tf.tuning).
+TUNERS = ("random", "bayesian", "hyperband")
 
 
-# absl flags: one per Config field, with the field's default and help.
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Log-uniform ranges: T·K in `threshold_times_classes`, λ₁ in `weight`."""
+
+    threshold_times_classes: tuple[float, float] = (0.05, 2.0)
+    weight: tuple[float, float] = (0.1, 10.0)
+
+    def __post_init__(self):
+        for name, flag in (
+            ("threshold_times_classes", "threshold_range"),
+            ("weight", "weight_range"),
+        ):
+            bounds = getattr(self, name)
+            if len(bounds) != 2 or not 0.0 < bounds[0] < bounds[1]:
+                raise ConfigError(
+                    f"--{flag}={','.join(map(str, bounds))}: need two numbers 0 < low < high"
+                )
+
+
+def check_search(config: Config, tuner: str, max_trials: int) -> None:
+    """Raises `ConfigError` unless `config` has an NS³L term, a validation split and one
+    device, and `tuner` and `max_trials` are valid."""
+    if tuner not in TUNERS:
+        raise ConfigError(f"--tuner={tuner}: unknown; allowed: {', '.join(TUNERS)}")
+    if max_trials < 1:
+        raise ConfigError(f"--max_trials={max_trials}: must be >= 1")
+    if "ns3l" not in config.algorithm_spec.terms:
+        raise ConfigError(f"--algorithm={config.algorithm}: has no ns3l term to tune")
+    if config.validation_size == 0:
+        raise ConfigError(
+            f"--num_validation={config.num_validation}: tuning needs a validation split (the "
+            "test split is never used to choose)"
+        )
+    if config.strategy != "default":
+        raise ConfigError(f"--strategy={config.strategy}: tune runs one device per trial")
+
+
+# absl flags: one per run field and per registered method setting, with its default and help.
 _DEFINE_FLAG = {
     str: flags.DEFINE_string,
     int: flags.DEFINE_integer,
     float: flags.DEFINE_float,
     bool: flags.DEFINE_bool,
 }
-for _f in dataclasses.fields(Config):
-    _type = next(t for t in typing.get_args(_f.type) or (_f.type,) if t is not type(None))
-    _DEFINE_FLAG[_type](_f.name, _f.default, _f.metadata["help"])
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the flags of the run fields and of every registered method's settings that
+    `flag_values` does not have yet (call again after registering a method)."""
+    declared = [("", f) for f in _RUN_FIELDS.values()]
+    for name, method in methods_lib.REGISTRY.items():
+        declared += [(name, f) for f in dataclasses.fields(method.settings)]
+    for prefix, field in declared:
+        name = settings_lib.flag_name(prefix, field)
+        if name not in flag_values:
+            define = _DEFINE_FLAG[settings_lib.field_type(field)]
+            define(name, field.default, field.metadata["help"], flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     """Builds the validated `Config` from parsed flags (raises `ConfigError`)."""
-    return Config(**{f.name: flag_values[f.name].value for f in dataclasses.fields(Config)})
+    names = list(_RUN_FIELDS) + list(methods_lib.flat_settings(methods_lib.default_settings()))
+    return Config(**{name: flag_values[name].value for name in names})
+
+
+define_flags()

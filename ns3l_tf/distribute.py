@@ -2,7 +2,7 @@
 
     strategy = make_strategy("mirrored", num_gpus=4)        # one machine, 4 GPUs
     with strategy.scope():
-        model = ns3l_tf.train.build_model(config, num_replicas=strategy.num_replicas_in_sync)
+        model = ns3l_tf.experiment.build_model(config, num_replicas=strategy.num_replicas_in_sync)
     model.fit(...)                                           # MirroredStrategy: plain fit
 
     strategy = make_strategy("multi_worker")                # reads TF_CONFIG
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from ns3l_tf.config import STRATEGIES
 
 
 class StrategyError(ValueError):

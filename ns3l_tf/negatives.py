@@ -16,10 +16,12 @@ variants are those of the paper's Section 5 (Table 5):
 
 The nearest-neighbour masks are fixed for a run: `nearest_neighbour_negatives` computes them
 once (Euclidean distance in pixel space, batched matrix products) and the input pipeline
-carries each image's row of the table with the image (`train_dataset(unlabeled_side=...)`).
+carries each image's row of the table with the image as the extra `nn_negatives`
+(`train_dataset(unlabeled_extras=...)`). Which combinations of selector, method and data work
+is decided by `ns3l_tf.methods.check_combination`.
 
     selector = NegativeSelector("uniform", num_classes=10, count=3, seed_generator=gen)
-    mask = selector(targets, side={})  # (batch, 10), three ones per row
+    mask = selector(targets, extras={})  # (batch, 10), three ones per row
 """
 
 import numpy as np
@@ -27,11 +29,8 @@ import tensorflow as tf
 from keras import ops, random
 
 from ns3l_tf import losses
+from ns3l_tf.methods import NEAREST_NEIGHBOUR_SELECTORS, SELECTORS
 
-NEAREST_NEIGHBOUR_RULES = ("nn_exclude", "nn_exclude4", "nn_furthest")
-SELECTORS = ("threshold", "uniform", "oracle", *NEAREST_NEIGHBOUR_RULES)
-# Selectors that draw P classes per sample (--num_negatives).
-COUNTED = ("uniform", "oracle")
 # Neighbours whose classes `nn_exclude4` keeps out of the negatives.
 EXCLUDED_NEIGHBOURS = {"nn_exclude": 1, "nn_exclude4": 4}
 
@@ -121,8 +120,10 @@ def nearest_neighbour_negatives(
     Returns:
       `(N_u, K)` float32 0/1 mask, row i the negatives of unlabeled image i.
     """
-    if rule not in NEAREST_NEIGHBOUR_RULES:
-        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_RULES)}")
+    if rule not in NEAREST_NEIGHBOUR_SELECTORS:
+        raise ValueError(
+            f"unknown rule {rule!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_SELECTORS)}"
+        )
     labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
     labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
     labels = tf.constant(labeled_labels, tf.int32)
@@ -141,14 +142,15 @@ def nearest_neighbour_negatives(
 
 
 class NegativeSelector:
-    """Chooses the negatives of the rows of an unlabeled batch, by one of `SELECTORS`.
+    """Chooses the negatives of the rows of an unlabeled batch, by one of `methods.SELECTORS`.
 
-    Called with the base method's detached targets `(B, K)` and `side`, the per-image tensors
-    the input pipeline carried with the unlabeled batch: `labels` `(B,)` (hidden true labels,
-    for `oracle`) and `negatives` `(B, K)` (the precomputed nearest-neighbour masks).
+    Called with the base method's detached targets `(B, K)` and `extras`, the per-image
+    tensors the input pipeline carried with the unlabeled batch: `labels` `(B,)` (hidden true
+    labels, for `oracle`) and `nn_negatives` `(B, K)` (the precomputed nearest-neighbour
+    masks).
 
     Args:
-      name: one of `SELECTORS`.
+      name: one of `methods.SELECTORS`.
       num_classes: K.
       threshold: T for `threshold` (a float or a non-trainable `keras.Variable`).
       count: P for `uniform` and `oracle`.
@@ -158,9 +160,6 @@ class NegativeSelector:
     def __init__(self, name, num_classes, threshold=None, count=1, seed_generator=None):
         if name not in SELECTORS:
             raise ValueError(f"unknown negatives {name!r}; allowed: {', '.join(SELECTORS)}")
-        largest = num_classes if name == "uniform" else num_classes - 1
-        if name in COUNTED and not 1 <= count <= largest:
-            raise ValueError(f"{name} negatives: count must be in [1, {largest}], got {count}")
         self.name = name
         self.num_classes = num_classes
         self.threshold = threshold
@@ -168,22 +167,22 @@ class NegativeSelector:
         self.seed_generator = seed_generator
 
     @property
-    def required_side(self) -> tuple[str, ...]:
+    def required_extras(self) -> tuple[str, ...]:
         """The per-image tensors this selector needs from the pipeline."""
         if self.name == "oracle":
             return ("labels",)
-        if self.name in NEAREST_NEIGHBOUR_RULES:
-            return ("negatives",)
+        if self.name in NEAREST_NEIGHBOUR_SELECTORS:
+            return ("nn_negatives",)
         return ()
 
-    def __call__(self, targets, side):
-        """`(B, K)` targets and the side tensors → `(B, K)` float32 negatives mask."""
-        missing = [key for key in self.required_side if key not in side]
+    def __call__(self, targets, extras):
+        """`(B, K)` targets and the extras → `(B, K)` float32 negatives mask."""
+        missing = [key for key in self.required_extras if key not in extras]
         if missing:
             raise ValueError(
                 f"{self.name} negatives need the unlabeled batch's {missing[0]!r}: feed "
                 f"unlabeled batches as dicts {{'images': ..., {missing[0]!r}: ...}} "
-                "(train_dataset(unlabeled_side=...) builds them)"
+                "(train_dataset(unlabeled_extras=...) builds them)"
             )
         if self.name == "threshold":
             return ops.cast(losses.ns3l_negatives(targets, self.threshold), "float32")
@@ -192,6 +191,6 @@ class NegativeSelector:
             return uniform_negatives(batch_size, self.num_classes, self.count, self.seed_generator)
         if self.name == "oracle":
             return oracle_negatives(
-                side["labels"], self.num_classes, self.count, self.seed_generator
+                extras["labels"], self.num_classes, self.count, self.seed_generator
             )
-        return ops.cast(side["negatives"], "float32")
+        return ops.cast(extras["nn_negatives"], "float32")

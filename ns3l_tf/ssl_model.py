@@ -6,48 +6,15 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ns3l_tf import losses, methods, schedules
-from ns3l_tf import negatives as negatives_lib
+from ns3l_tf import losses, methods, schedules, settings
 from ns3l_tf.metrics import ErrorRate
-
-# The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
-DEFAULT_THRESHOLD_NUMERATOR = 0.4
-
-
-# Hyperparameters held in non-trainable Variables (a callback or tuner may assign to them) and
-# plain ones, fixed when the train step is traced.
-TUNABLE = (
-    "ns3l_threshold",
-    "ns3l_weight",
-    "pseudo_label_weight",
-    "vat_weight",
-    "entmin_weight",
-    "mixmatch_weight",
-)
-FIXED_HYPERPARAMETERS = (
-    "pseudo_label_threshold",
-    "vat_epsilon",
-    "vat_xi",
-    "mixmatch_temperature",
-    "mixmatch_alpha",
-    "mixmatch_rampup_steps",
-    "rampup_steps",
-    "negatives",
-    "num_negatives",
-    "seed",
-)
-
-
-def default_ns3l_threshold(num_classes: int) -> float:
-    """The paper's NS³L threshold for `num_classes` classes: 0.4 / K."""
-    return DEFAULT_THRESHOLD_NUMERATOR / num_classes
 
 
 def _split_batch(data):
-    """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None, side)`.
+    """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None, extras)`.
 
-    `x_u` may be a dict `{"images": x_u, **side}` whose other entries are per-image tensors
-    (hidden `labels`, precomputed `negatives`); `side` is that dict without the images.
+    `x_u` may be a dict `{"images": x_u, **extras}` whose other entries are per-image tensors
+    (hidden `labels`, precomputed `nn_negatives`); `extras` is that dict without the images.
     """
     if isinstance(data, (tuple, list)) and len(data) == 2:
         first, second = data
@@ -59,8 +26,8 @@ def _split_batch(data):
                     "an unlabeled batch given as a dict needs an 'images' entry; got keys "
                     f"{sorted(second)}"
                 )
-            side = {k: v for k, v in second.items() if k != "images"}
-            return first[0], first[1], second["images"], side
+            extras = {k: v for k, v in second.items() if k != "images"}
+            return first[0], first[1], second["images"], extras
         return first[0], first[1], second, {}
     raise ValueError(
         "SSLModel.fit expects batches ((x_labeled, y_labeled), x_unlabeled) or, for the "
@@ -75,7 +42,7 @@ class SSLModel(keras.Model):
     `train_step` takes batches `((x_l, y_l), x_u)`: `x_l` `(B_l, H, W, C)` float images,
     `y_l` `(B_l,)` integer labels, `x_u` `(B_u, H, W, C)` unlabeled images (the supervised
     algorithm also accepts plain `(x_l, y_l)`). `x_u` may also be a dict `{"images": x_u,
-    "labels": (B_u,), "negatives": (B_u, K)}` carrying the hidden true labels (read only by
+    "labels": (B_u,), "nn_negatives": (B_u, K)}` carrying the hidden true labels (read only by
     the `oracle` selector and the `ns3l_negative_error` diagnostic) and precomputed
     nearest-neighbour negatives. The loss is
 
@@ -95,30 +62,21 @@ class SSLModel(keras.Model):
         additive terms (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (=
         `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"mixmatch+ns3l"`. MixMatch takes
         unlabeled batches of shape `(B_u, 2, H, W, C)` (two augmentations).
-      ns3l_threshold: T in (0, 1); None means the paper's 0.4 / K. A non-trainable Variable,
-        so callbacks and tuners can assign to it.
-      ns3l_weight: λ₁ ≥ 0; 0 removes the NS³L term (and, for the supervised base, the
-        unlabeled forward pass). Also a non-trainable Variable.
-      negatives: how NS³L picks negatives (`ns3l_tf.negatives.SELECTORS`): `threshold`
-        (default), `uniform`, `oracle` (needs hidden labels), `nn_exclude`, `nn_exclude4`,
-        `nn_furthest` (need precomputed masks). Only `threshold` works with MixMatch.
-      num_negatives: P, negatives per sample for `uniform` and `oracle`.
-      pseudo_label_threshold: Pseudo-Label's confidence threshold (0.95).
-      pseudo_label_weight: Pseudo-Label's weight (1.0), a Variable.
-      vat_epsilon: VAT's ε, the perturbation norm per image (6.0 CIFAR, 1.0 SVHN).
-      vat_xi: VAT's finite-difference step ξ (1e-6).
-      vat_weight: VAT's weight λ₂ (0.3), a Variable.
-      entmin_weight: entropy minimisation's weight (0.1), a Variable.
-      mixmatch_weight: MixMatch's λ₃ (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100), a
-        Variable.
-      mixmatch_temperature: MixMatch's sharpening temperature (0.5).
-      mixmatch_alpha: MixMatch's Beta(α, α) MixUp parameter (0.75).
-      mixmatch_rampup_steps: steps of MixMatch's linear warm-up of λ₃ (16,384 = 1,024 kimg
-        at batch 64).
       rampup_steps: steps of Oliver et al.'s sigmoid warm-up `exp(−5(1 − t/t_w)²)` of every
         unlabeled term's weight (Pseudo-Label, VAT, EntMin, NS³L); 0 for none.
-      seed: seeds the model's own randomness (VAT's directions); None draws one.
-      **kwargs: passed to `keras.Model` (e.g. `name`).
+      seed: seeds the model's own randomness (VAT's directions, MixUp, random selectors);
+        None draws one.
+      **kwargs: method settings as `<method>_<setting>` (the CLI flag names; each method
+        declares its settings, defaults and help in `ns3l_tf.methods`; those of methods the
+        algorithm does not name are ignored), e.g. `ns3l_threshold=0.03` (T in (0, 1);
+        default 0.4 / K), `ns3l_weight=0` (λ₁; 0 removes the NS³L term), `vat_epsilon=1.0`.
+        Loss weights and T are non-trainable `keras.Variable` attributes of the same name
+        (`model.ns3l_weight`), so callbacks and tuners can assign to them. Also
+        `keras.Model`'s `name`.
+
+    Raises:
+      ConfigError (a ValueError): a setting or a combination is not allowed.
+      TypeError: a keyword is neither a method setting nor a `keras.Model` one.
 
     Example:
       model = SSLModel(ns3l_tf.models.small_cnn(), num_classes=10, algorithm="ns3l",
@@ -132,75 +90,45 @@ class SSLModel(keras.Model):
         backbone: keras.Model,
         num_classes: int,
         algorithm: str = "supervised",
-        ns3l_threshold: float | None = None,
-        ns3l_weight: float = 1.0,
         *,
-        pseudo_label_threshold: float = 0.95,
-        pseudo_label_weight: float = 1.0,
-        vat_epsilon: float = 6.0,
-        vat_xi: float = 1e-6,
-        vat_weight: float = 0.3,
-        entmin_weight: float = 0.1,
-        mixmatch_weight: float = 75.0,
-        mixmatch_temperature: float = 0.5,
-        mixmatch_alpha: float = 0.75,
-        mixmatch_rampup_steps: int = 16384,
         rampup_steps: int = 0,
-        negatives: str = "threshold",
-        num_negatives: int = 1,
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if ns3l_threshold is None:
-            ns3l_threshold = default_ns3l_threshold(num_classes)
-        if not 0.0 < ns3l_threshold < 1.0:
-            raise ValueError(f"ns3l_threshold must be in (0, 1), got {ns3l_threshold}")
-        if ns3l_weight < 0.0:
-            raise ValueError(f"ns3l_weight must be >= 0, got {ns3l_weight}")
+        spec = methods.parse_algorithm(algorithm)
+        named = (spec.base, *spec.terms)
+        values = methods.split_flat(kwargs)  # every registered method's: loops need not filter
+        values = {name: values[name] for name in named}
+        model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _MODEL_KWARGS}
+        if kwargs:
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(kwargs)}: settings are "
+                "<method>_<setting> of a method registered in ns3l_tf.methods"
+            )
+        super().__init__(**model_kwargs)
+        values = {name: _resolved(v, num_classes) for name, v in values.items()}
+        methods.validate_settings(values)
+        methods.check_combination(algorithm, values, num_classes)
         self.backbone = backbone
         self.num_classes = num_classes
         self.algorithm = algorithm
-        tunable = {
-            "ns3l_threshold": ns3l_threshold,
-            "ns3l_weight": ns3l_weight,
-            "pseudo_label_weight": pseudo_label_weight,
-            "vat_weight": vat_weight,
-            "entmin_weight": entmin_weight,
-            "mixmatch_weight": mixmatch_weight,
-        }
-        for name in TUNABLE:
-            setattr(
-                self, name, keras.Variable(tunable[name], "float32", trainable=False, name=name)
-            )
-        self.pseudo_label_threshold = pseudo_label_threshold
-        self.vat_epsilon = vat_epsilon
-        self.vat_xi = vat_xi
-        self.mixmatch_temperature = mixmatch_temperature
-        self.mixmatch_alpha = mixmatch_alpha
-        self.mixmatch_rampup_steps = mixmatch_rampup_steps
         self.rampup_steps = rampup_steps
-        self.negatives = negatives
-        self.num_negatives = num_negatives
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.negative_selector = negatives_lib.NegativeSelector(
-            negatives, num_classes, self.ns3l_threshold, num_negatives, self.seed_generator
-        )
+        self._method_settings = values
+        self._base = methods.REGISTRY[spec.base]
+        self._uses_unlabeled_data = spec.needs_unlabeled(values)
 
-        spec = methods.parse_algorithm(algorithm)
-        term_names = spec.active_terms(ns3l_weight)
-        self._uses_unlabeled_data = spec.needs_unlabeled(ns3l_weight)
-        self.base_method = methods.BASE_METHODS[spec.base](self)
-        if negatives != "threshold" and not self.base_method.rows_are_unlabeled_images:
-            raise ValueError(
-                f"negatives={negatives!r} chooses negatives per unlabeled image, but "
-                f"{spec.base}'s rows are mixtures of images; use negatives='threshold'"
-            )
-        self._reads_unlabeled_side = "ns3l" in term_names and (
-            self.base_method.rows_are_unlabeled_images
+        context = methods.MethodContext(num_classes, self.seed_generator, self.consistency_rampup)
+        built = {name: self._with_variables(name, v) for name, v in values.items()}
+        self.base_method = self._base.implementation_class()(built[spec.base], context)
+        self.additive_terms = [
+            methods.REGISTRY[t].implementation_class()(built[t], context)
+            for t in spec.active_terms(values)
+        ]
+        self._reads_unlabeled_extras = self._base.rows_are_images and any(
+            getattr(term, "extras_read", ()) for term in self.additive_terms
         )
-        self.additive_terms = [methods.ADDITIVE_TERMS[t](self) for t in term_names]
 
         components = [self.base_method, *self.additive_terms]
         self._trackers = {"loss": keras.metrics.Mean(name="loss")}
@@ -210,32 +138,41 @@ class SSLModel(keras.Model):
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self._error = ErrorRate(name="error")
 
+    def _with_variables(self, name: str, values):
+        """`values` with each tunable field replaced by a non-trainable Variable, which is
+        also set as the model attribute `<name>_<field>`."""
+        variables = {}
+        for field in settings.tunable_fields(type(values)):
+            flag = f"{name}_{field}"
+            variable = keras.Variable(getattr(values, field), "float32", trainable=False, name=flag)
+            setattr(self, flag, variable)
+            variables[field] = variable
+        return dataclasses.replace(values, **variables)
+
     @property
     def uses_unlabeled_data(self) -> bool:
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
         return self._uses_unlabeled_data
 
     @property
-    def unlabeled_side_keys(self) -> tuple[str, ...]:
+    def unlabeled_extra_keys(self) -> tuple[str, ...]:
         """Per-image entries of dict unlabeled batches that the train step reads: `labels`
-        (for the negative-error diagnostic; required by `oracle`) and `negatives` (required
-        by the nearest-neighbour selectors). Empty when NS³L is off or rows are mixed."""
-        if not self._reads_unlabeled_side:
+        (for the negative-error diagnostic; required by `oracle`) and `nn_negatives`
+        (required by the nearest-neighbour selectors). Empty when no term reads them or rows
+        are mixed."""
+        if not self._reads_unlabeled_extras:
             return ()
-        return ("labels", *(k for k in self.negative_selector.required_side if k != "labels"))
+        keys = [k for term in self.additive_terms for k in getattr(term, "extras_read", ())]
+        return tuple(dict.fromkeys(keys))
 
     @property
     def unlabeled_augmentations(self) -> int:
         """Augmentations per unlabeled image the train step expects (2 for MixMatch)."""
-        return self.base_method.unlabeled_augmentations
+        return self._base.unlabeled_augmentations
 
     def consistency_rampup(self, step):
         """Oliver et al.'s warm-up factor of the unlabeled terms at optimizer step `step`."""
         return schedules.sigmoid_rampup(step, self.rampup_steps)
-
-    def mixmatch_rampup(self, step):
-        """MixMatch's linear warm-up factor of λ₃ at optimizer step `step`."""
-        return schedules.linear_rampup(step, self.mixmatch_rampup_steps)
 
     def call(self, images, training=False):
         """`(batch, H, W, C)` images → `(batch, K)` float32 logits."""
@@ -263,7 +200,7 @@ class SSLModel(keras.Model):
             self.optimizer.build(self.trainable_variables)  # so its saved state loads
 
     def train_step(self, data):
-        x_labeled, y_labeled, x_unlabeled, side = _split_batch(data)
+        x_labeled, y_labeled, x_unlabeled, extras = _split_batch(data)
         if self.uses_unlabeled_data and x_unlabeled is None:
             raise ValueError(
                 f"algorithm {self.algorithm!r} needs unlabeled data: fit() on batches "
@@ -274,8 +211,8 @@ class SSLModel(keras.Model):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
-            if self._reads_unlabeled_side:
-                outputs = dataclasses.replace(outputs, unlabeled_side=side)
+            if self._reads_unlabeled_extras:
+                outputs = dataclasses.replace(outputs, unlabeled_extras=extras)
             contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
             named_losses = {k: t for c in contributions for k, t in c.losses.items()}
             step = self.optimizer.iterations
@@ -309,9 +246,15 @@ class SSLModel(keras.Model):
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_classes": self.num_classes,
             "algorithm": self.algorithm,
+            "rampup_steps": self.rampup_steps,
+            "seed": self.seed,
         }
-        config.update({name: float(getattr(self, name).numpy()) for name in TUNABLE})
-        config.update({name: getattr(self, name) for name in FIXED_HYPERPARAMETERS})
+        for name, values in self._method_settings.items():
+            current = {
+                field: float(getattr(self, f"{name}_{field}").numpy())
+                for field in settings.tunable_fields(type(values))
+            }
+            config.update(settings.flat(name, dataclasses.replace(values, **current)))
         return config
 
     @classmethod
@@ -319,3 +262,14 @@ class SSLModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+# keras.Model's own keyword arguments (what its get_config holds).
+_MODEL_KWARGS = ("name", "trainable", "dtype")
+
+
+def _resolved(values, num_classes: int):
+    """Settings with data-dependent defaults filled in (a settings class may define
+    `resolved(num_classes)`, e.g. NS³L's T = 0.4 / K)."""
+    resolve = getattr(values, "resolved", None)
+    return resolve(num_classes) if resolve is not None else values

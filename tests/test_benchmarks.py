@@ -34,14 +34,15 @@ def test_every_table5_row_is_a_valid_run_of_the_papers_setting(row, saved_flags,
     saved_flags.unparse_flags()
     cli.parse_flags(["prog", *table5.row_flags(row), "--seed=2"])
     config = config_from_flags()
-    assert (config.negatives, config.ns3l_weight) == EXPECTED_NEGATIVES[row]
+    ns3l = config.methods["ns3l"]
+    assert (ns3l.selector, ns3l.weight) == EXPECTED_NEGATIVES[row]
     assert (config.dataset, config.model, config.num_labeled) == (
         "fashion_mnist",
         "small_cnn",
         2000,
     )
     assert config.validation_size == 0  # 58,000 unlabeled images, as in the paper
-    assert config.num_negatives == (3 if row.endswith("3") and "threshold" not in row else 1)
+    assert ns3l.num_negatives == (3 if row.endswith("3") and "threshold" not in row else 1)
     assert config.threshold == {"threshold_005": 0.05}.get(row, 0.03)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ns3l_tf import SSLModel, models, train
+from ns3l_tf import SSLModel, experiment, models
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import EvaluationHistory
 from ns3l_tf.config import Config
@@ -55,7 +55,7 @@ def test_best_and_median_of_records():
 
 def test_weight_decay_shrinks_kernels_only():
     config = Config(learning_rate=0.1, weight_decay=0.5, ema_decay=0.999)
-    optimizer = train.build_optimizer(config)
+    optimizer = experiment.build_optimizer(config)
     kernel = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
     gamma = keras.Variable(np.ones((2,), "float32"), name="gamma")
     bias = keras.Variable(np.ones((2,), "float32"), name="bias")

@@ -1,4 +1,4 @@
-"""`python -m ns3l_tf.data`: the split summary and the augmentation grid PNG."""
+"""`python -m ns3l_tf.inspect_data`: the split summary and the augmentation grid PNG."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from ns3l_tf import data as data_lib
-from ns3l_tf.data.__main__ import augmentation_grid, describe
+from ns3l_tf.inspect_data import augmentation_grid, describe
 
 from .conftest import REPO_ROOT
 
@@ -33,7 +33,14 @@ def test_grid_holds_originals_then_augmentations(small_data):
 def test_inspection_command_on_real_fashion_mnist(tmp_path):
     png = tmp_path / "grid.png"
     result = subprocess.run(
-        [sys.executable, "-m", "ns3l_tf.data", "--num_labeled=2000", "--seed=1", f"--png={png}"],
+        [
+            sys.executable,
+            "-m",
+            "ns3l_tf.inspect_data",
+            "--num_labeled=2000",
+            "--seed=1",
+            f"--png={png}",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -50,7 +57,7 @@ def test_inspection_command_on_real_fashion_mnist(tmp_path):
 
 def test_inspection_command_usage_error():
     result = subprocess.run(
-        [sys.executable, "-m", "ns3l_tf.data", "--num_labeled=15"],
+        [sys.executable, "-m", "ns3l_tf.inspect_data", "--num_labeled=15"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from ns3l_tf import distribute, train
+from ns3l_tf import distribute, experiment
 from ns3l_tf.config import Config, ConfigError
 
 from .conftest import REPO_ROOT
@@ -233,7 +233,7 @@ def test_config_refuses_bad_strategies(changes, message):
 
 def test_batches_must_split_evenly_over_replicas():
     with pytest.raises(ConfigError) as error:
-        train._check_divisible(Config(batch_size=64, unlabeled_batch_size=30), 4)
+        experiment.check_divisible(Config(batch_size=64, unlabeled_batch_size=30), 4)
     assert str(error.value) == (
         "--unlabeled_batch_size=30: a global batch must split evenly over the 4 replicas of "
         "--strategy=default"

@@ -60,7 +60,7 @@ def test_paper_hyperparameters(name, expected, saved_flags, monkeypatch):
     config = _config(name, saved_flags, monkeypatch)
     for key, value in expected.items():
         wanted = value if isinstance(value, str) else pytest.approx(value)
-        assert getattr(config, key) == wanted, key
+        assert config.flag_values()[key] == wanted, key
 
 
 def test_protocols(saved_flags, monkeypatch):
@@ -73,4 +73,4 @@ def test_protocols(saved_flags, monkeypatch):
     assert (oliver.batch_size, oliver.unlabeled_batch_size, oliver.model) == (50, 50, "wrn28_2")
     mixmatch = _config("cifar10_250_mixmatch", saved_flags, monkeypatch)
     assert (mixmatch.train_steps, mixmatch.eval_every) == (300 * 1024, 1024)
-    assert (mixmatch.lr_decay_step, mixmatch.mixmatch_rampup_steps) == (0, 16384)
+    assert (mixmatch.lr_decay_step, mixmatch.methods["mixmatch"].rampup_steps) == (0, 16384)

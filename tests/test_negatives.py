@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ns3l_tf import data as data_lib
-from ns3l_tf import negatives, train
+from ns3l_tf import methods, negatives, training
 from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.negatives import NegativeSelector
 
@@ -72,7 +72,7 @@ def _brute_force(unlabeled, labeled, labels, num_classes, rule):
     return mask
 
 
-@pytest.mark.parametrize("rule", negatives.NEAREST_NEIGHBOUR_RULES)
+@pytest.mark.parametrize("rule", methods.NEAREST_NEIGHBOUR_SELECTORS)
 def test_nearest_neighbour_masks_match_brute_force(rule, rng):
     unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
     labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
@@ -101,19 +101,33 @@ def test_nearest_neighbour_of_a_labeled_image_is_itself():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": "random"}, "unknown negatives 'random'; allowed: threshold, uniform, oracle"),
-        ({"name": "uniform", "count": 11}, "uniform negatives: count must be in [1, 10], got 11"),
-        ({"name": "oracle", "count": 10}, "oracle negatives: count must be in [1, 9], got 10"),
-        ({"name": "oracle", "count": 0}, "oracle negatives: count must be in [1, 9], got 0"),
+        ({"ns3l_selector": "random"}, "--ns3l_selector=random: allowed: threshold, uniform"),
+        (
+            {"ns3l_selector": "uniform", "ns3l_num_negatives": 11},
+            "--ns3l_num_negatives=11: must be in [1, 10] for --ns3l_selector=uniform",
+        ),
+        (
+            {"ns3l_selector": "oracle", "ns3l_num_negatives": 10},
+            "--ns3l_num_negatives=10: must be in [1, 9] for --ns3l_selector=oracle",
+        ),
+        (
+            {"ns3l_selector": "oracle", "ns3l_num_negatives": 0},
+            "--ns3l_num_negatives=0: must be in [1, 9] for --ns3l_selector=oracle",
+        ),
     ],
 )
-def test_selector_refuses_bad_arguments(kwargs, message):
+def test_model_refuses_bad_selector_settings(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        NegativeSelector(num_classes=10, **kwargs)
+        build("ns3l", **kwargs)
 
 
-@pytest.mark.parametrize("name, key", [("oracle", "labels"), ("nn_exclude", "negatives")])
-def test_selector_without_its_side_input_is_refused(name, key):
+def test_selector_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match="unknown negatives 'random'; allowed: threshold"):
+        NegativeSelector("random", num_classes=10)
+
+
+@pytest.mark.parametrize("name, key", [("oracle", "labels"), ("nn_exclude", "nn_negatives")])
+def test_selector_without_its_extras_is_refused(name, key):
     selector = NegativeSelector(name, 10, seed_generator=keras.random.SeedGenerator(0))
     with pytest.raises(ValueError, match=f"{name} negatives need the unlabeled batch's '{key}'"):
         selector(np.zeros((4, 10), "float32"), {})
@@ -125,14 +139,14 @@ def test_train_step_uses_given_negatives_and_reports_their_error(small_data):
         [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1] * 9 + [0], [0] * 9 + [1], [1] * 5 + [0] * 5], "f"
     )
     labels = np.array([1, 4, 9, 7], "int32")  # rows 0, 1 and 2 include their true class
-    model = build("ns3l", negatives="nn_exclude", learning_rate=0.0)
-    assert model.unlabeled_side_keys == ("labels", "negatives")
+    model = build("ns3l", ns3l_selector="nn_exclude", learning_rate=0.0)
+    assert model.unlabeled_extra_keys == ("labels", "nn_negatives")
     logits = model.backbone(np.concatenate([x_l, x_u]), training=True).numpy()[16:]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     expected_loss = np.mean(-np.log(np.clip(1 - (masks * probs).sum(-1), 1e-8, 1)))
 
-    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels, "negatives": masks}))
+    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels, "nn_negatives": masks}))
     assert float(logs["ns3l_negatives"]) == pytest.approx((2 + 9 + 1 + 5) / 4)
     assert float(logs["ns3l_negative_error"]) == pytest.approx(75.0)
     assert float(logs["ns3l_loss"]) == pytest.approx(expected_loss, rel=1e-4)
@@ -141,7 +155,7 @@ def test_train_step_uses_given_negatives_and_reports_their_error(small_data):
 def test_oracle_train_step_has_zero_negative_error(small_data):
     x_l, y_l, x_u = fixed_batch(small_data, n_unlabeled=32)
     labels = small_data.unlabeled_labels[:32].astype("int32")
-    model = build("vat+ns3l", negatives="oracle", num_negatives=3, learning_rate=0.0)
+    model = build("vat+ns3l", ns3l_selector="oracle", ns3l_num_negatives=3, learning_rate=0.0)
     logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels}))
     assert float(logs["ns3l_negatives"]) == pytest.approx(3.0)
     assert float(logs["ns3l_negative_error"]) == 0.0
@@ -149,7 +163,7 @@ def test_oracle_train_step_has_zero_negative_error(small_data):
 
 def test_oracle_without_hidden_labels_is_refused(small_data):
     x_l, y_l, x_u = fixed_batch(small_data)
-    model = build("ns3l", negatives="oracle")
+    model = build("ns3l", ns3l_selector="oracle")
     with pytest.raises(ValueError, match="oracle negatives need the unlabeled batch's 'labels'"):
         model.train_step(((x_l, y_l), x_u))
 
@@ -161,58 +175,67 @@ def test_negative_error_is_only_logged_given_labels(small_data):
 
 
 def test_mixmatch_refuses_per_image_selectors():
-    with pytest.raises(ValueError, match="mixmatch's rows are mixtures of images"):
-        build("mixmatch+ns3l", negatives="uniform")
-    assert build("mixmatch+ns3l").unlabeled_side_keys == ()
+    with pytest.raises(ValueError, match="mixmatch mixes images, so only threshold negatives"):
+        build("mixmatch+ns3l", ns3l_selector="uniform")
+    assert build("mixmatch+ns3l").unlabeled_extra_keys == ()
 
 
-def test_pipeline_carries_each_images_side_rows(small_data):
+def test_pipeline_carries_each_images_extras(small_data):
     # Image i is the constant i mod 256 (translation keeps a constant image constant) and its
-    # side label is the same number: every label must arrive with its own image.
+    # extra label is the same number: every label must arrive with its own image.
     n = len(small_data.unlabeled_images)
     tags = np.arange(n) % 256
     images = np.broadcast_to(tags[:, None, None, None], (n, 28, 28, 1)).astype(np.uint8)
     data = dataclasses.replace(small_data, unlabeled_images=images)
-    side = {"labels": tags.astype(np.int32), "negatives": np.eye(10, dtype="f")[tags % 10]}
-    stream = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_side=side)
+    extras = {"labels": tags.astype(np.int32), "nn_negatives": np.eye(10, dtype="f")[tags % 10]}
+    stream = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_extras=extras)
     for _, x_u in stream.take(3):
-        assert set(x_u) == {"images", "labels", "negatives"}
+        assert set(x_u) == {"images", "labels", "nn_negatives"}
         assert x_u["images"].shape == (32, 28, 28, 1)
         pixels = x_u["images"].numpy() * data.std[0] + data.mean[0]
         np.testing.assert_allclose(pixels.max(axis=(1, 2, 3)), pixels.min(axis=(1, 2, 3)))
         arrived = np.round(pixels[:, 0, 0, 0] * 255).astype(int)
         np.testing.assert_array_equal(arrived, x_u["labels"].numpy())
-        np.testing.assert_array_equal(x_u["negatives"].numpy().argmax(1), arrived % 10)
-    # Carrying side rows does not change which images come, nor their order (a fresh
-    # stream: each new iterator of a stream reshuffles).
-    fresh = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_side=side)
+        np.testing.assert_array_equal(x_u["nn_negatives"].numpy().argmax(1), arrived % 10)
+    # Carrying extras does not change which images come, nor their order (a fresh stream:
+    # each new iterator of a stream reshuffles).
+    fresh = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_extras=extras)
     plain = data_lib.train_dataset(data, 8, 32, seed=1)
-    for (_, with_side), (_, without) in zip(fresh.take(3), plain.take(3), strict=True):
-        np.testing.assert_array_equal(with_side["images"].numpy(), without.numpy())
+    for (_, with_extras), (_, without) in zip(fresh.take(3), plain.take(3), strict=True):
+        np.testing.assert_array_equal(with_extras["images"].numpy(), without.numpy())
 
 
-def test_pipeline_refuses_side_rows_of_the_wrong_length(small_data):
-    with pytest.raises(ValueError, match=r"unlabeled_side\['labels'\] has 3 rows for 4000"):
-        data_lib.train_dataset(small_data, 8, 8, unlabeled_side={"labels": np.zeros(3)})
+def test_pipeline_refuses_extras_of_the_wrong_length(small_data):
+    with pytest.raises(ValueError, match=r"unlabeled_extras\['labels'\] has 3 rows for 4000"):
+        data_lib.train_dataset(small_data, 8, 8, unlabeled_extras={"labels": np.zeros(3)})
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"negatives": "nearest"}, "--negatives=nearest: unknown selector; allowed: threshold"),
-        ({"negatives": "uniform", "ns3l_weight": 0.0}, "--negatives=uniform: needs the NS3L term"),
-        ({"negatives": "oracle", "algorithm": "vat"}, "--negatives=oracle: needs the NS3L term"),
         (
-            {"negatives": "uniform", "algorithm": "mixmatch+ns3l"},
-            "--negatives=uniform: MixMatch mixes images, so only threshold negatives apply",
+            {"ns3l_selector": "nearest"},
+            "--ns3l_selector=nearest: allowed: threshold, uniform, oracle",
         ),
         (
-            {"negatives": "oracle", "num_negatives": 10},
-            "--num_negatives=10: must be in [1, 9] for --negatives=oracle on fashion_mnist",
+            {"ns3l_selector": "uniform", "ns3l_weight": 0.0},
+            "--ns3l_selector=uniform: needs the NS3L term",
         ),
         (
-            {"negatives": "nn_exclude", "dataset": "stl10", "num_labeled": 1000},
-            "--negatives=nn_exclude: needs every unlabeled image in memory",
+            {"ns3l_selector": "oracle", "algorithm": "vat"},
+            "--ns3l_selector=oracle: needs the NS3L term",
+        ),
+        (
+            {"ns3l_selector": "uniform", "algorithm": "mixmatch+ns3l"},
+            "--ns3l_selector=uniform: mixmatch mixes images, so only threshold negatives apply",
+        ),
+        (
+            {"ns3l_selector": "oracle", "ns3l_num_negatives": 10},
+            "--ns3l_num_negatives=10: must be in [1, 9] for --ns3l_selector=oracle with 10 classes",
+        ),
+        (
+            {"ns3l_selector": "nn_exclude", "dataset": "stl10", "num_labeled": 1000},
+            "--ns3l_selector=nn_exclude: needs every unlabeled image in memory",
         ),
     ],
 )
@@ -225,15 +248,15 @@ def test_config_refuses_impossible_negatives(changes, message):
 def test_nearest_neighbour_run_end_to_end(small_data, tmp_path):
     config = Config(
         algorithm="ns3l",
-        negatives="nn_furthest",
+        ns3l_selector="nn_furthest",
         train_steps=4,
         eval_every=2,
         batch_size=16,
         unlabeled_batch_size=16,
         output_dir=str(tmp_path / "run"),
     )
-    results = train.run(config, data=small_data, verbose=0)
-    assert results["flags"]["negatives"] == "nn_furthest"
+    results = training.run(config, data=small_data, verbose=0)
+    assert results["flags"]["ns3l_selector"] == "nn_furthest"
     assert results["preprocessing_seconds"] > 0
     for record in results["history"]:
         assert record["ns3l_negatives"] == pytest.approx(1.0)  # one negative per image

@@ -100,14 +100,24 @@ def test_ns3l_without_unlabeled_batch_is_refused(small_data):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"ns3l_threshold": 1.0}, "ns3l_threshold must be in \\(0, 1\\), got 1.0"),
-        ({"ns3l_weight": -1.0}, "ns3l_weight must be >= 0, got -1.0"),
+        (
+            {"algorithm": "ns3l", "ns3l_threshold": 1.0},
+            "--ns3l_threshold=1.0: must be in the open interval \\(0, 1\\)",
+        ),
+        ({"algorithm": "ns3l", "ns3l_weight": -1.0}, "--ns3l_weight=-1.0: must be >= 0"),
         ({"algorithm": "ns3l+vatt"}, "unknown algorithm 'ns3l\\+vatt'"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SSLModel(models.small_cnn(), num_classes=10, **kwargs)
+
+
+def test_unknown_settings_are_refused_and_those_of_other_methods_ignored():
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['vat_epsilonn'\]"):
+        SSLModel(models.small_cnn(), num_classes=10, algorithm="vat", vat_epsilonn=1.0)
+    model = SSLModel(models.small_cnn(), num_classes=10, algorithm="ns3l", vat_epsilon=1.0)
+    assert "vat_epsilon" not in model.get_config() and not hasattr(model, "vat_weight")
 
 
 def test_default_threshold_is_the_papers_over_classes():

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ns3l_tf import data as data_lib
-from ns3l_tf import train
+from ns3l_tf import training
 from ns3l_tf.config import Config
 from ns3l_tf.data import augment, sources
 
@@ -172,7 +172,7 @@ def test_training_run_on_a_tfds_dataset(mock_tfds, tmp_path):
         eval_every=2,
         output_dir=str(tmp_path / "run"),
     )
-    results = train.run(config, verbose=0)
+    results = training.run(config, verbose=0)
     assert results["steps"] == 4 and len(results["history"]) == 2
     assert (results["num_labeled"], results["num_unlabeled"]) == (100, 800)
     split = np.load(tmp_path / "run" / "split.npz")

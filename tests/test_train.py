@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ns3l_tf import cli, train
+from ns3l_tf import cli, experiment, train, training
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 
 from .conftest import REPO_ROOT
@@ -41,7 +41,7 @@ BAD_FLAGS = [
     (["--mixmatch_weight=-1"], "--mixmatch_weight=-1.0: must be >= 0"),
     (
         ["--algorithm=mixmatch", "--unlabeled_batch_size=32"],
-        "--unlabeled_batch_size=32: must equal --batch_size=64 for MixMatch",
+        "--unlabeled_batch_size=32: must equal --batch_size=64 for mixmatch",
     ),
     (["--num_labeled=abc"], "flag --num_labeled=abc: invalid literal"),
     (["--treshold=0.1"], "Unknown command line flag 'treshold'"),
@@ -91,13 +91,14 @@ def test_table5_flagfile_and_command_line_overrides(saved_flags, monkeypatch):
         "small_cnn",
         2000,
     )
-    assert (config.algorithm, config.ns3l_threshold, config.ns3l_weight) == ("ns3l", 0.03, 1.0)
+    ns3l = config.methods["ns3l"]
+    assert (config.algorithm, ns3l.threshold, ns3l.weight) == ("ns3l", 0.03, 1.0)
     saved_flags.unparse_flags()
     cli.parse_flags(["prog", "--flagfile=flags/fmnist_2000.cfg", "--ns3l_weight=0"])
-    assert config_from_flags().ns3l_weight == 0.0  # later flags win
+    assert config_from_flags().methods["ns3l"].weight == 0.0  # later flags win
     saved_flags.unparse_flags()
     cli.parse_flags(["prog", "--ns3l_weight=0", "--flagfile=flags/fmnist_2000.cfg"])
-    assert config_from_flags().ns3l_weight == 1.0
+    assert config_from_flags().methods["ns3l"].weight == 1.0
 
 
 def test_default_output_dir_names_the_run():
@@ -174,7 +175,7 @@ def test_every_method_family_trains_from_its_flagfile(
         unlabeled_batch_size=16,
         output_dir=str(tmp_path / "run"),
     )
-    results = train.run(config, data=small_data, verbose=0)
+    results = training.run(config, data=small_data, verbose=0)
     assert results["steps"] == 4 and len(results["history"]) == 2
     assert results["median_last20_test_error"] == pytest.approx(
         float(np.median([r["test_error"] for r in results["history"]]))
@@ -184,9 +185,9 @@ def test_every_method_family_trains_from_its_flagfile(
 
 
 def test_learning_rate_decays_after_the_decay_step():
-    schedule = train.learning_rate_schedule(
+    schedule = experiment.learning_rate_schedule(
         Config(learning_rate=0.1, lr_decay_step=100, train_steps=200, eval_every=100)
     )
     assert float(schedule(100)) == pytest.approx(0.1)
     assert float(schedule(101)) == pytest.approx(0.02)
-    assert train.learning_rate_schedule(Config(learning_rate=0.1)) == 0.1
+    assert experiment.learning_rate_schedule(Config(learning_rate=0.1)) == 0.1

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ns3l_tf import cli, tune
-from ns3l_tf.config import Config, config_from_flags
+from ns3l_tf import cli, tune, tuning
+from ns3l_tf.config import Config, SearchSpace, config_from_flags
 
 from .conftest import REPO_ROOT
 
@@ -27,16 +27,16 @@ def test_two_trial_search_writes_its_table_and_best_flagfile(
     small_data, tmp_path, saved_flags, monkeypatch
 ):
     fits = []
-    original_fit = tune.NS3LHyperModel.fit
+    original_fit = tuning.NS3LHyperModel.fit
 
     def counting_fit(self, hp, model, *args, **kwargs):
         fits.append((float(model.ns3l_threshold.numpy()), float(model.ns3l_weight.numpy())))
         return original_fit(self, hp, model, *args, **kwargs)
 
-    monkeypatch.setattr(tune.NS3LHyperModel, "fit", counting_fit)
+    monkeypatch.setattr(tuning.NS3LHyperModel, "fit", counting_fit)
     directory = tmp_path / "search"
-    space = tune.SearchSpace((0.1, 1.0), (0.5, 2.0))
-    results = tune.run(_config(), small_data, "random", 2, str(directory), space)
+    space = SearchSpace((0.1, 1.0), (0.5, 2.0))
+    results = tuning.run(_config(), small_data, "random", 2, str(directory), space)
 
     trials = results["trials"]
     assert len(trials) == 2 == len(fits)
@@ -60,14 +60,14 @@ def test_two_trial_search_writes_its_table_and_best_flagfile(
     saved_flags.unparse_flags()
     cli.parse_flags(["prog", f"--flagfile={directory / 'best.cfg'}"])
     best = config_from_flags()
-    assert best.ns3l_threshold == pytest.approx(trials[0]["ns3l_threshold"])
-    assert best.ns3l_weight == pytest.approx(trials[0]["ns3l_weight"])
+    assert best.methods["ns3l"].threshold == pytest.approx(trials[0]["ns3l_threshold"])
+    assert best.methods["ns3l"].weight == pytest.approx(trials[0]["ns3l_weight"])
     assert (best.train_steps, best.seed, best.algorithm) == (4, 3, "ns3l")
 
     # Resuming the finished search trains nothing; asking for a third trial trains one.
-    tune.run(_config(), small_data, "random", 2, str(directory), space)
+    tuning.run(_config(), small_data, "random", 2, str(directory), space)
     assert len(fits) == 2
-    again = tune.run(_config(), small_data, "random", 3, str(directory), space)
+    again = tuning.run(_config(), small_data, "random", 3, str(directory), space)
     assert len(fits) == 3 and len(again["trials"]) == 3
 
 

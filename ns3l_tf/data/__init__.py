@@ -7,13 +7,26 @@ val = ns3l_tf.data.eval_dataset(data, data.validation_images, data.validation_la
 
 import dataclasses
 import hashlib
+import importlib
 from typing import Any
 
 import numpy as np
 
-from ns3l_tf.data.pipeline import eval_dataset, train_dataset
 from ns3l_tf.data.sources import DATASETS, DataNotFoundError, DatasetInfo, RawData, load_raw
 from ns3l_tf.data.splits import SplitIndices, split_training_set
+
+# The tf.data streams (and the augmentation they use) load TensorFlow, so they are imported
+# on first use.
+_PIPELINE = ("eval_dataset", "train_dataset")
+_SUBMODULES = ("augment", "pipeline")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ns3l_tf.data.{name}")
+    if name in _PIPELINE:
+        return getattr(importlib.import_module("ns3l_tf.data.pipeline"), name)
+    raise AttributeError(f"module 'ns3l_tf.data' has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,16 +28,16 @@ def _batched(examples, batch_size: int, prepare_batch, seed: int):
     return tf.data.Dataset.zip(batches, seeds).map(prepare_batch, num_parallel_calls=AUTOTUNE)
 
 
-def _unlabeled_examples(data, seed: int, side: dict | None):
-    """The unlabeled pool (each image with its `side` rows, if any), joined by the extra split
-    in proportion to the two sizes."""
-    examples = {"images": data.unlabeled_images, **side} if side else data.unlabeled_images
+def _unlabeled_examples(data, seed: int, extras: dict | None):
+    """The unlabeled pool (each image with its `extras` rows, if any), joined by the extra
+    split in proportion to the two sizes."""
+    examples = {"images": data.unlabeled_images, **extras} if extras else data.unlabeled_images
     pool = _repeated(tf.data.Dataset.from_tensor_slices(examples), len(data.unlabeled_images), seed)
     if data.extra_unlabeled is None:
         return pool
-    if side:
+    if extras:
         raise ValueError(
-            f"unlabeled_side ({', '.join(side)}) needs every unlabeled image in memory; the "
+            f"unlabeled_extras ({', '.join(extras)}) needs every unlabeled image in memory; the "
             "extra unlabeled split is streamed without them: turn extra_unlabeled off"
         )
     extra = _repeated(data.extra_unlabeled, EXTRA_SHUFFLE_BUFFER, seed + 1)
@@ -54,7 +54,7 @@ def train_dataset(
     unlabeled_batch_size: int = 0,
     seed: int = 0,
     unlabeled_augmentations: int = 1,
-    unlabeled_side: dict | None = None,
+    unlabeled_extras: dict | None = None,
 ):
     """The infinite training stream for `SSLModel.fit`.
 
@@ -65,10 +65,10 @@ def train_dataset(
       seed: seeds shuffling and augmentation (the unlabeled stream uses `seed + 10`).
       unlabeled_augmentations: A, independent augmentations of each unlabeled image
         (MixMatch uses 2).
-      unlabeled_side: optional per-image arrays aligned with `data.unlabeled_images` (e.g.
-        `{"labels": data.unlabeled_labels, "negatives": nn_masks}`): each image's row
+      unlabeled_extras: optional per-image arrays aligned with `data.unlabeled_images` (e.g.
+        `{"labels": data.unlabeled_labels, "nn_negatives": nn_masks}`): each image's row
         travels with it, and the unlabeled batch becomes the dict
-        `{"images": x_u, "labels": (B_u,), "negatives": (B_u, K)}`.
+        `{"images": x_u, "labels": (B_u,), "nn_negatives": (B_u, K)}`.
 
     Returns:
       A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` float32,
@@ -77,7 +77,7 @@ def train_dataset(
       `unlabeled_batch_size` is 0.
 
     Raises:
-      ValueError: `unlabeled_side` rows do not match the pool, or an extra split is streamed.
+      ValueError: `unlabeled_extras` rows do not match the pool, or an extra split is streamed.
     """
     info = data.info
     transform = functools.partial(
@@ -88,19 +88,19 @@ def train_dataset(
         return transform(augment_lib.normalize(images, data.mean, data.std), seed)
 
     def prepare_unlabeled(batch, seed):
-        images = batch["images"] if unlabeled_side else batch
+        images = batch["images"] if unlabeled_extras else batch
         if unlabeled_augmentations == 1:
             images = prepare(images, seed)
         else:
             seeds = tf.random.experimental.stateless_split(seed, unlabeled_augmentations)
             versions = [prepare(images, seeds[a]) for a in range(unlabeled_augmentations)]
             images = tf.stack(versions, axis=1)  # batch-major: strategies split along images
-        return {**batch, "images": images} if unlabeled_side else images
+        return {**batch, "images": images} if unlabeled_extras else images
 
-    for name, rows in (unlabeled_side or {}).items():
+    for name, rows in (unlabeled_extras or {}).items():
         if len(rows) != len(data.unlabeled_images):
             raise ValueError(
-                f"unlabeled_side[{name!r}] has {len(rows)} rows for "
+                f"unlabeled_extras[{name!r}] has {len(rows)} rows for "
                 f"{len(data.unlabeled_images)} unlabeled images"
             )
 
@@ -113,7 +113,7 @@ def train_dataset(
     if not unlabeled_batch_size:
         return labeled.prefetch(AUTOTUNE)
     unlabeled = _batched(
-        _unlabeled_examples(data, seed + 10, unlabeled_side),
+        _unlabeled_examples(data, seed + 10, unlabeled_extras),
         unlabeled_batch_size,
         prepare_unlabeled,
         seed + 10,

@@ -1,7 +1,7 @@
 """The two structures that every semi-supervised method exchanges with `SSLModel.train_step`.
 
-A *base method* (supervised, later Pseudo-Label, VAT, MixMatch) decides what goes through the
-network and returns `BaseOutputs`. An *additive term* (NS³L, later EntMin) only reads those
+A *base method* (supervised, Pseudo-Label, VAT, MixMatch) decides what goes through the
+network and returns `BaseOutputs`. An *additive term* (NS³L, EntMin) only reads those
 outputs and returns a `Contribution`. The train step weights and sums every named loss.
 """
 
@@ -53,10 +53,10 @@ class BaseOutputs:
       targets: `(B_u, K)` target distributions the additive terms choose negatives from
         (detached); None with `unlabeled_probs`.
       contribution: the base method's own loss terms and diagnostics.
-      unlabeled_side: per-row tensors the input pipeline carried with the unlabeled images
-        (`labels`, their hidden true labels; `negatives`, precomputed negatives masks),
-        attached by the train step only when row b of `unlabeled_probs` is unlabeled image
-        b (not for MixMatch's mixed rows); empty otherwise.
+      unlabeled_extras: per-image tensors the input pipeline carried with the unlabeled
+        images (`labels`, their hidden true labels; `nn_negatives`, precomputed negatives
+        masks), attached by the train step only when row b of `unlabeled_probs` is unlabeled
+        image b (not for MixMatch's mixed rows); empty otherwise.
     """
 
     labeled_logits: Tensor
@@ -64,7 +64,7 @@ class BaseOutputs:
     unlabeled_probs: Tensor | None
     targets: Tensor | None
     contribution: Contribution
-    unlabeled_side: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    unlabeled_extras: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 def forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled):

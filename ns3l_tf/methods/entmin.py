@@ -8,16 +8,17 @@ class EntMin:
     """`weight · mean_b −Σ_k μ_bk log μ_bk` on the base method's unlabeled probabilities.
 
     Args:
-      weight: ≥ 0, a float or a non-trainable `keras.Variable` (0.1 with VAT in Oliver et al.).
-      rampup: optional step → factor in [0, 1] multiplying the weight.
+      settings: `EntMinSettings`; `weight` ≥ 0 (0.1 with VAT in Oliver et al.), a float or a
+        non-trainable `keras.Variable`.
+      context: a `MethodContext`; its consistency ramp-up multiplies the weight.
     """
 
     loss_names = ("entmin_loss",)
     metric_names = ()
 
-    def __init__(self, weight, rampup=None):
-        self.weight = weight
-        self.rampup = rampup
+    def __init__(self, settings, context):
+        self.weight = settings.weight
+        self.rampup = context.consistency_rampup
 
     def __call__(self, outputs: BaseOutputs) -> Contribution:
         if outputs.unlabeled_probs is None:

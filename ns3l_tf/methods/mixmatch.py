@@ -1,9 +1,11 @@
 """MixMatch (Berthelot et al. 2019) as a base method, following its reference implementation."""
 
+import functools
+
 import keras
 from keras import ops
 
-from ns3l_tf import losses
+from ns3l_tf import losses, schedules
 from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
 from ns3l_tf.models.layers import frozen_batchnorm_statistics
 
@@ -79,26 +81,22 @@ class MixMatch:
     model's probabilities on the mixed inputs.
 
     Args:
-      num_classes: K.
-      temperature: sharpening temperature (0.5).
-      alpha: MixUp's Beta(α, α) parameter (0.75).
-      weight: λ₃ (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100), float or Variable.
-      seed_generator: a `keras.random.SeedGenerator`.
-      rampup: step → factor in [0, 1] (linear over 16,384 steps in the reference).
+      settings: `MixMatchSettings`: sharpening `temperature` (0.5), MixUp's Beta(α, α)
+        `alpha` (0.75), λ₃ `weight` (75 CIFAR-10, 250 SVHN, 50 STL-10, 150 CIFAR-100; a float
+        or a Variable), ramped up linearly over `rampup_steps` (16,384 in the reference).
+      context: a `MethodContext` (K and the seed generator of the MixUp draws).
     """
 
     loss_names = ("sup_loss", "mixmatch_loss")
     metric_names = ()
-    unlabeled_augmentations = 2  # A: augmentations of each unlabeled image
-    rows_are_unlabeled_images = False  # rows of the outputs are mixtures
 
-    def __init__(self, num_classes, temperature, alpha, weight, seed_generator, rampup=None):
-        self.num_classes = num_classes
-        self.temperature = temperature
-        self.alpha = alpha
-        self.weight = weight
-        self.seed_generator = seed_generator
-        self.rampup = rampup
+    def __init__(self, settings, context):
+        self.num_classes = context.num_classes
+        self.temperature = settings.temperature
+        self.alpha = settings.alpha
+        self.weight = settings.weight
+        self.seed_generator = context.seed_generator
+        self.rampup = functools.partial(schedules.linear_rampup, rampup_steps=settings.rampup_steps)
 
     def guess_labels(self, model, x_unlabeled):
         """`(B, A, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached)."""

@@ -17,18 +17,32 @@ class NS3L:
     include their true class.
 
     Args:
-      selector: a `negatives.NegativeSelector`.
-      weight: λ₁ ≥ 0, a float or a non-trainable `keras.Variable`.
-      rampup: optional step → factor in [0, 1] multiplying the weight.
+      settings: `NS3LSettings`: `threshold` T (a float or a non-trainable `keras.Variable`;
+        None is resolved to 0.4 / K by the model), `weight` λ₁ ≥ 0 (float or Variable),
+        `selector` and `num_negatives` P (see `ns3l_tf.negatives`).
+      context: a `MethodContext`: K, the seed generator of the random selectors, and the
+        consistency ramp-up that multiplies λ₁.
     """
 
     loss_names = ("ns3l_loss",)
     metric_names = ("ns3l_negatives", "ns3l_negative_error")
 
-    def __init__(self, selector: negatives.NegativeSelector, weight, rampup=None):
-        self.selector = selector
-        self.weight = weight
-        self.rampup = rampup
+    def __init__(self, settings, context):
+        self.selector = negatives.NegativeSelector(
+            settings.selector,
+            context.num_classes,
+            settings.threshold,
+            settings.num_negatives,
+            context.seed_generator,
+        )
+        self.weight = settings.weight
+        self.rampup = context.consistency_rampup
+
+    @property
+    def extras_read(self) -> tuple[str, ...]:
+        """Per-image extras of the unlabeled batch this term reads: the hidden `labels` (for
+        the negative-error diagnostic; `oracle` needs them) and what the selector needs."""
+        return ("labels", *(k for k in self.selector.required_extras if k != "labels"))
 
     def __call__(self, outputs: BaseOutputs) -> Contribution:
         if outputs.unlabeled_probs is None:
@@ -36,11 +50,11 @@ class NS3L:
                 "NS3L needs an unlabeled batch: feed ((x_labeled, y_labeled), x_unlabeled) "
                 "batches to fit()"
             )
-        mask = self.selector(outputs.targets, outputs.unlabeled_side)
+        mask = self.selector(outputs.targets, outputs.unlabeled_extras)
         metrics = {"ns3l_negatives": ops.mean(ops.sum(mask, axis=-1))}
-        if "labels" in outputs.unlabeled_side:
+        if "labels" in outputs.unlabeled_extras:
             metrics["ns3l_negative_error"] = negatives.negative_error(
-                mask, outputs.unlabeled_side["labels"]
+                mask, outputs.unlabeled_extras["labels"]
             )
         value = losses.negative_sampling_loss(mask, outputs.unlabeled_probs)
         return Contribution(

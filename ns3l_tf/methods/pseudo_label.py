@@ -14,20 +14,18 @@ class PseudoLabel:
     of unlabeled samples above the threshold.
 
     Args:
-      threshold: confidence in (0, 1) (0.95).
-      weight: the term's weight (1.0), float or non-trainable `keras.Variable`.
-      rampup: optional step → factor in [0, 1] multiplying the weight.
+      settings: `PseudoLabelSettings`: the confidence `threshold` in (0, 1) (0.95) and the
+        term's `weight` (1.0), a float or a non-trainable `keras.Variable`.
+      context: a `MethodContext`; its consistency ramp-up multiplies the weight.
     """
 
     loss_names = ("sup_loss", "pl_loss")
     metric_names = ("pl_mask",)
-    unlabeled_augmentations = 1
-    rows_are_unlabeled_images = True
 
-    def __init__(self, threshold, weight, rampup=None):
-        self.threshold = threshold
-        self.weight = weight
-        self.rampup = rampup
+    def __init__(self, settings, context):
+        self.threshold = settings.threshold
+        self.weight = settings.weight
+        self.rampup = context.consistency_rampup
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
         labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(

@@ -17,8 +17,9 @@ class Supervised:
 
     loss_names = ("sup_loss",)
     metric_names = ()
-    unlabeled_augmentations = 1
-    rows_are_unlabeled_images = True
+
+    def __init__(self, settings=None, context=None):
+        del settings, context  # no settings
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None) -> BaseOutputs:
         """Runs the forward pass(es).

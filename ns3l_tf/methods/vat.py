@@ -30,24 +30,22 @@ class VAT:
     float32; a float16/bfloat16 backbone is refused, because ξ = 1e-6 vanishes there.
 
     Args:
-      epsilon: ε, the adversarial perturbation's L2 norm per image (6.0 CIFAR, 1.0 SVHN).
-      xi: ξ, the finite-difference step (1e-6).
-      weight: the term's weight λ₂ (0.3), float or non-trainable `keras.Variable`.
-      seed_generator: a `keras.random.SeedGenerator` for the random directions.
-      rampup: optional step → factor in [0, 1] multiplying the weight.
+      settings: `VATSettings`: ε `epsilon`, the adversarial perturbation's L2 norm per image
+        (6.0 CIFAR, 1.0 SVHN); ξ `xi`, the finite-difference step (1e-6); the term's `weight`
+        λ₂ (0.3), a float or a non-trainable `keras.Variable`.
+      context: a `MethodContext`: its seed generator draws the random directions, its
+        consistency ramp-up multiplies the weight.
     """
 
     loss_names = ("sup_loss", "vat_loss")
     metric_names = ()
-    unlabeled_augmentations = 1
-    rows_are_unlabeled_images = True
 
-    def __init__(self, epsilon, xi, weight, seed_generator, rampup=None):
-        self.epsilon = epsilon
-        self.xi = xi
-        self.weight = weight
-        self.seed_generator = seed_generator
-        self.rampup = rampup
+    def __init__(self, settings, context):
+        self.epsilon = settings.epsilon
+        self.xi = settings.xi
+        self.weight = settings.weight
+        self.seed_generator = context.seed_generator
+        self.rampup = context.consistency_rampup
 
     def adversarial_perturbation(self, model, x_unlabeled, clean_logits):
         """`r_adv` `(B_u, H, W, C)`: the direction that raises the KL most, at norm ε."""

@@ -1,10 +1,20 @@
-"""Backbones mapping images to logits; any Keras model with that contract works with SSLModel."""
+"""Backbones mapping images to logits; any Keras model with that contract works with SSLModel.
 
-from ns3l_tf.models.cnn import small_cnn
-from ns3l_tf.models.layers import synchronized_batchnorm
-from ns3l_tf.models.wrn import wide_resnet, wrn28_2
+The registry names each backbone's builder as `"module:function"`, imported when a backbone
+is built, so the names can be checked (`--model`) without TensorFlow.
+"""
 
-MODELS = {"small_cnn": small_cnn, "wrn28_2": wrn28_2}
+import importlib
+
+MODELS = {"small_cnn": "ns3l_tf.models.cnn:small_cnn", "wrn28_2": "ns3l_tf.models.wrn:wrn28_2"}
+
+# Public name → the module that defines it.
+_PUBLIC = {
+    "small_cnn": "ns3l_tf.models.cnn",
+    "synchronized_batchnorm": "ns3l_tf.models.layers",
+    "wide_resnet": "ns3l_tf.models.wrn",
+    "wrn28_2": "ns3l_tf.models.wrn",
+}
 
 
 def build_backbone(name: str, num_classes: int, input_shape, synchronized: bool = False):
@@ -12,15 +22,23 @@ def build_backbone(name: str, num_classes: int, input_shape, synchronized: bool 
     its BatchNorms compute moments over all replicas of the current strategy."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
+    from ns3l_tf.models.layers import synchronized_batchnorm
+
+    module, function = MODELS[name].split(":")
     with synchronized_batchnorm(synchronized):
-        return MODELS[name](num_classes=num_classes, input_shape=input_shape)
+        builder = getattr(importlib.import_module(module), function)
+        return builder(num_classes=num_classes, input_shape=input_shape)
 
 
-__all__ = [
-    "MODELS",
-    "build_backbone",
-    "small_cnn",
-    "synchronized_batchnorm",
-    "wide_resnet",
-    "wrn28_2",
-]
+_SUBMODULES = ("cnn", "layers", "wrn")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ns3l_tf.models.{name}")
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'ns3l_tf.models' has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "build_backbone", *_PUBLIC]

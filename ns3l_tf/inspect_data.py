@@ -1,6 +1,6 @@
 """Inspect a dataset split: sizes, labeled counts per class, digest, and augmented samples.
 
-    python -m ns3l_tf.data --dataset=cifar10 --num_labeled=4000 --seed=1 [--png=augment.png]
+    python -m ns3l_tf.inspect_data --dataset=cifar10 --num_labeled=4000 --seed=1 [--png=augment.png]
 
 Takes the same data flags as `ns3l_tf.train` (`--dataset --data_dir --num_labeled
 --num_validation --seed --extra_unlabeled`), so it shows exactly the split a run would use.
@@ -12,13 +12,11 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
 from ns3l_tf import cli, io_utils
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
-from ns3l_tf.data import augment as augment_lib
 
 _PNG = flags.DEFINE_string("png", None, "Write a grid of augmented training images here.")
 _PNG_COLUMNS = flags.DEFINE_integer("png_columns", 12, "Images per row of the grid.", lower_bound=1)
@@ -52,6 +50,10 @@ def describe(data: data_lib.SSLData) -> str:
 
 def augmentation_grid(data: data_lib.SSLData, columns: int, rows: int, seed: int) -> np.ndarray:
     """uint8 `(H', W', C)` grid: originals on top, `rows` augmented copies below, 2 px gaps."""
+    import tensorflow as tf
+
+    from ns3l_tf.data import augment as augment_lib
+
     images = data.labeled_images[:columns]
     normalized = augment_lib.normalize(images, data.mean, data.std)
     versions = [normalized]
@@ -78,11 +80,18 @@ def main(argv):
     cli.reject_arguments(argv)
     try:
         config = config_lib.config_from_flags()
-        data = config.load_data()
-    except (config_lib.ConfigError, data_lib.DataNotFoundError) as error:
+    except config_lib.ConfigError as error:
+        cli.usage_error(str(error))
+    from ns3l_tf import experiment  # TensorFlow: only once flags are valid
+
+    try:
+        data = experiment.load_data(config)
+    except data_lib.DataNotFoundError as error:
         cli.usage_error(str(error))
     print(describe(data))
     if _PNG.value:
+        import tensorflow as tf
+
         grid = augmentation_grid(data, _PNG_COLUMNS.value, _PNG_ROWS.value, config.seed)
         png = tf.io.encode_png(grid).numpy()
         io_utils.atomic_write(_PNG.value, lambda path: pathlib.Path(path).write_bytes(png), ".png")

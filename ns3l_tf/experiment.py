@@ -1,0 +1,156 @@
+"""An experiment's parts built from a `Config`: data, datasets, model and optimizer.
+
+`ns3l_tf.training` (the `train` command), `ns3l_tf.tuning` (the `tune` command) and notebooks
+build runs the same way through these functions:
+
+    config = Config(num_labeled=2000, algorithm="ns3l", ns3l_threshold=0.03)
+    data = experiment.load_data(config)
+    model = experiment.build_model(config)
+    extras = experiment.unlabeled_extras(model, data, config)
+    datasets = experiment.build_datasets(config, model, data, extras)
+    model.fit(datasets.train, validation_data=datasets.validation, ...)
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ns3l_tf import data as data_lib
+from ns3l_tf import negatives
+from ns3l_tf.config import Config, ConfigError
+from ns3l_tf.models import build_backbone
+from ns3l_tf.ssl_model import SSLModel
+
+
+def load_data(config: Config) -> data_lib.SSLData:
+    """The `SSLData` split `config` names.
+
+    Raises:
+      DataNotFoundError: the data is not on this machine (the message says how to get it).
+    """
+    return data_lib.load_ssl_data(
+        config.dataset,
+        config.num_labeled,
+        config.validation_size,
+        config.seed,
+        config.data_dir,
+        config.extra_unlabeled,
+    )
+
+
+def learning_rate_schedule(config: Config):
+    """`learning_rate`, times `lr_decay_factor` after step `lr_decay_step` (if > 0)."""
+    if not config.lr_decay_step:
+        return config.learning_rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [config.lr_decay_step],
+        [config.learning_rate, config.learning_rate * config.lr_decay_factor],
+    )
+
+
+def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam with the learning-rate schedule, decoupled weight decay on kernels only (biases
+    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA."""
+    optimizer = keras.optimizers.Adam(
+        learning_rate_schedule(config),
+        weight_decay=config.weight_decay or None,
+        use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99,
+    )
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def build_model(config: Config, num_replicas: int = 1) -> SSLModel:
+    """The compiled, built `SSLModel` of `config`; call it inside `strategy.scope()` to
+    distribute it (with `num_replicas` > 1 its BatchNorms are synchronized)."""
+    info = data_lib.DATASETS[config.dataset]
+    backbone = build_backbone(
+        config.model, info.num_classes, info.image_shape, synchronized=num_replicas > 1
+    )
+    model = SSLModel(
+        backbone,
+        num_classes=info.num_classes,
+        algorithm=config.algorithm,
+        **config.model_settings(),
+    )
+    model.compile(optimizer=build_optimizer(config))
+    model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
+    model.optimizer.build(model.trainable_variables)  # so saved optimizer state loads back
+    return model
+
+
+def unlabeled_extras(model: SSLModel, data: data_lib.SSLData, config: Config) -> dict:
+    """The per-image arrays the model's train step reads beside the unlabeled images.
+
+    The hidden true labels go in whenever they are known and the pool is all in memory (for
+    the `ns3l_negative_error` diagnostic; `oracle` needs them); the nearest-neighbour
+    selectors get their masks, computed here once.
+
+    Raises:
+      ConfigError: the selector needs what this data cannot give.
+    """
+    keys = model.unlabeled_extra_keys
+    extras = {}
+    selector = config.methods["ns3l"].selector
+    if "labels" in keys and data.extra_unlabeled is None:
+        extras["labels"] = data.unlabeled_labels.astype(np.int32)
+    elif selector == "oracle":
+        raise ConfigError(
+            "--ns3l_selector=oracle: the unlabeled pool has no known labels (an extra split is "
+            "streamed); oracle is a diagnostic for labeled benchmark pools only"
+        )
+    if "nn_negatives" in keys:
+        extras["nn_negatives"] = negatives.nearest_neighbour_negatives(
+            data.unlabeled_images,
+            data.labeled_images,
+            data.labeled_labels,
+            data.info.num_classes,
+            selector,
+        )
+    return extras
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """The streams of a run: `train` (infinite), `validation` (None without a validation
+    split) and `test` (finite)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset
+
+
+def build_datasets(
+    config: Config, model: SSLModel, data: data_lib.SSLData, extras: dict | None = None
+) -> Datasets:
+    """The training stream `model`'s train step takes (batch sizes, augmentations and extras
+    from `config` and the model) and the evaluation streams."""
+    train = data_lib.train_dataset(
+        data,
+        config.batch_size,
+        config.unlabeled_batch_size if model.uses_unlabeled_data else 0,
+        seed=config.seed,
+        unlabeled_augmentations=model.unlabeled_augmentations,
+        unlabeled_extras=extras,
+    )
+    validation = None
+    if len(data.validation_labels):
+        validation = data_lib.eval_dataset(
+            data, data.validation_images, data.validation_labels, config.eval_batch_size
+        )
+    test = data_lib.eval_dataset(data, data.test_images, data.test_labels, config.eval_batch_size)
+    return Datasets(train, validation, test)
+
+
+def check_divisible(config: Config, num_replicas: int) -> None:
+    """Raises `ConfigError` unless both global batches split evenly over the replicas."""
+    for flag in ("batch_size", "unlabeled_batch_size"):
+        if getattr(config, flag) % num_replicas:
+            raise ConfigError(
+                f"--{flag}={getattr(config, flag)}: a global batch must split evenly over the "
+                f"{num_replicas} replicas of --strategy={config.strategy}"
+            )

@@ -1,0 +1,171 @@
+"""The method registry: names, roles, settings and implementations; which combinations work.
+
+A method is *registered* once with its settings dataclass (see `ns3l_tf.settings`) and its
+implementation (a class, or `"module:Class"` imported on first use, so that flag parsing and
+validation need no TensorFlow). Its flags, `SSLModel` keyword arguments and `get_config`
+entries are `<name>_<field>`:
+
+    @dataclasses.dataclass(frozen=True)
+    class ScaleSettings:
+        factor: float = setting(1.0, "the scale", check=positive)
+
+    register(Method("scale", TERM, ScaleSettings, ScaleTerm))   # --scale_factor, scale_factor=
+
+An implementation is called as `Implementation(settings, context)`: `settings` is the
+settings instance with tunable fields replaced by `keras.Variable`s, `context` a
+`MethodContext`. A *base* method maps `(model, x_l, y_l, x_u)` to `BaseOutputs`; a *term*
+maps `BaseOutputs` to a `Contribution` (see `ns3l_tf.methods.base`).
+"""
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ns3l_tf import settings as settings_lib
+
+BASE = "base"
+TERM = "term"
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered method.
+
+    Attributes:
+      name: the algorithm-string component, and the prefix of its flags.
+      role: `BASE` (decides what goes through the network) or `TERM` (adds a loss term).
+      settings: the frozen settings dataclass.
+      implementation: the class, or `"module:Class"`.
+      rows_are_images: (bases) whether row b of the unlabeled outputs is unlabeled image b
+        (False for MixMatch, whose rows are mixtures).
+      unlabeled_augmentations: (bases) augmentations of each unlabeled image it needs.
+      equal_batches: (bases) whether labeled and unlabeled batches must be equal in size.
+      uses_unlabeled: (bases) whether it forwards unlabeled images by itself.
+    """
+
+    name: str
+    role: str
+    settings: type
+    implementation: Any
+    rows_are_images: bool = True
+    unlabeled_augmentations: int = 1
+    equal_batches: bool = False
+    uses_unlabeled: bool = True
+
+    def implementation_class(self) -> type:
+        if isinstance(self.implementation, str):
+            module, name = self.implementation.split(":")
+            return getattr(importlib.import_module(module), name)
+        return self.implementation
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+    """What an implementation may read besides its settings.
+
+    Attributes:
+      num_classes: K.
+      seed_generator: a `keras.random.SeedGenerator` (random directions, MixUp, selectors).
+      consistency_rampup: step → factor in [0, 1], Oliver et al.'s warm-up of the unlabeled
+        terms' weights.
+    """
+
+    num_classes: int
+    seed_generator: Any
+    consistency_rampup: Callable[[Any], Any]
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Adds `method`; its name must be new and its settings a dataclass."""
+    if method.name in REGISTRY:
+        raise ValueError(f"a method named {method.name!r} is registered already")
+    if method.role not in (BASE, TERM):
+        raise ValueError(f"role must be {BASE!r} or {TERM!r}, got {method.role!r}")
+    if not dataclasses.is_dataclass(method.settings):
+        raise TypeError(f"{method.name}: settings must be a dataclass")
+    REGISTRY[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    """Removes a registered method (tests register temporary ones)."""
+    del REGISTRY[name]
+
+
+def _names(role: str) -> list[str]:
+    return sorted(name for name, m in REGISTRY.items() if m.role == role)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmSpec:
+    """A parsed algorithm string: the base method and the additive terms, in order."""
+
+    base: str
+    terms: tuple[str, ...]
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """The base method, then the terms."""
+        return tuple(REGISTRY[name] for name in (self.base, *self.terms))
+
+    def active_terms(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The terms that contribute: a term whose `weight` setting is 0 is left out."""
+        return tuple(t for t in self.terms if getattr(values.get(t), "weight", None) != 0.0)
+
+    def needs_unlabeled(self, values: dict[str, Any]) -> bool:
+        """Whether batches must carry unlabeled images: the base forwards them, or a term is
+        active."""
+        return REGISTRY[self.base].uses_unlabeled or bool(self.active_terms(values))
+
+
+def parse_algorithm(algorithm: str) -> AlgorithmSpec:
+    """Parses `"base+term+term"`; the base defaults to `supervised` when only terms are named.
+
+    Raises:
+      ValueError: naming the unknown component and the allowed ones, or a second base method.
+    """
+    components = [c.strip() for c in algorithm.lower().split("+") if c.strip()]
+    allowed = _names(BASE) + _names(TERM)
+    unknown = [c for c in components if c not in allowed]
+    if not components or unknown:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}: components must be one of {', '.join(allowed)} "
+            "joined by '+'"
+        )
+    bases = [c for c in components if REGISTRY[c].role == BASE]
+    if len(bases) > 1:
+        raise ValueError(f"algorithm {algorithm!r} names more than one base method: {bases}")
+    terms = tuple(c for c in components if REGISTRY[c].role == TERM)
+    if len(set(terms)) != len(terms):
+        raise ValueError(f"algorithm {algorithm!r} repeats a term")
+    return AlgorithmSpec(base=bases[0] if bases else "supervised", terms=terms)
+
+
+def default_settings() -> dict[str, Any]:
+    """`{method name: its settings with the declared defaults}` for every registered method."""
+    return {name: method.settings() for name, method in REGISTRY.items()}
+
+
+def split_flat(flat_values: dict[str, Any], names=None) -> dict[str, Any]:
+    """`{"vat_epsilon": 2.0, ...}` → `{"vat": VATSettings(epsilon=2.0), ...}` for `names`
+    (default: every registered method); consumes the keys it uses from `flat_values`."""
+    names = REGISTRY if names is None else names
+    return {n: settings_lib.from_flat(n, REGISTRY[n].settings, flat_values) for n in names}
+
+
+def flat_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """`{"vat": VATSettings(...)}` → `{"vat_epsilon": ..., ...}`."""
+    flat = {}
+    for name, method_values in values.items():
+        flat.update(settings_lib.flat(name, method_values))
+    return flat
+
+
+def validate_settings(values: dict[str, Any]) -> None:
+    """Each method's field checks (raises `ConfigError` naming the flag)."""
+    for name, method_values in values.items():
+        settings_lib.validate(name, method_values)
