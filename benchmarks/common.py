@@ -39,3 +39,74 @@ def mean_std(values) -> tuple[float, float]:
 def machine() -> str:
     """E.g. `x86_64, 2 cores`."""
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+# The paper's Table 5 rows on Fashion-MNIST: the label as in the paper, the paper's test error
+# (mean, std) and the row's flags on top of flags/fmnist_2000.cfg. The caption: "the number
+# after the dash indicates the number of negative labels per sample selected".
+TABLE5_ROWS = {
+    "supervised": ("Supervised", (17.25, 0.22), ["--ns3l_weight=0"]),
+    "uniform1": (
+        "Uniform - 1",
+        (18.64, 0.38),
+        ["--ns3l_selector=uniform", "--ns3l_num_negatives=1"],
+    ),
+    "uniform3": (
+        "Uniform - 3",
+        (19.35, 0.33),
+        ["--ns3l_selector=uniform", "--ns3l_num_negatives=3"],
+    ),
+    "nn_exclude": (
+        "Exclude class of NN - 1",
+        (17.12, 0.15),
+        ["--ns3l_selector=nn_exclude", "--ns3l_num_negatives=1"],
+    ),
+    "nn_exclude4": (
+        "Exclude 4 nearest classes with NN - 1",
+        (17.13, 0.21),
+        ["--ns3l_selector=nn_exclude4", "--ns3l_num_negatives=1"],
+    ),
+    "nn_furthest": ("Furthest class with NN - 1", (16.76, 0.15), ["--ns3l_selector=nn_furthest"]),
+    "threshold_003": ("Threshold T = 0.03", (16.47, 0.18), ["--ns3l_threshold=0.03"]),
+    "threshold_005": ("Threshold T = 0.05", (16.59, 0.19), ["--ns3l_threshold=0.05"]),
+    "oracle1": ("Oracle - 1", (16.37, 0.12), ["--ns3l_selector=oracle", "--ns3l_num_negatives=1"]),
+    "oracle3": ("Oracle - 3", (15.20, 0.66), ["--ns3l_selector=oracle", "--ns3l_num_negatives=3"]),
+}
+# Training images held out for validation, so that budgets and forms are chosen on them.
+FMNIST_VALIDATION = 5000
+
+
+def budget_flags(steps: int, evaluations: int = 6) -> list[str]:
+    """A budget of `steps`: learning rate ×0.2 after two thirds of it (as flags/common/fmnist.cfg's
+    2,000 of 3,000), evaluated about `evaluations` times (at a divisor of `steps`)."""
+    every = max(d for d in range(1, max(1, steps // evaluations) + 1) if steps % d == 0)
+    return [
+        f"--train_steps={steps}",
+        f"--lr_decay_step={round(2 * steps / 3)}",
+        f"--eval_every={every}",
+    ]
+
+
+def table5_run(
+    row: str, views: int, steps: int, seed: int, precision: str, runs_dir: str, extra=()
+) -> dict:
+    """One Fashion-MNIST run of a Table 5 row (resumable): μ from `views` passes, `steps` steps,
+    2,000 labeled and 5,000 validation images, then the `extra` flags; its results."""
+    form = [] if row == "supervised" else [f"--ns3l_views={views}"]
+    name = row if row == "supervised" else f"{row}_views{views}"
+    flags = [
+        "--flagfile=flags/fmnist_2000.cfg",
+        f"--num_validation={FMNIST_VALIDATION}",
+        *TABLE5_ROWS[row][2],
+        *form,
+        *budget_flags(steps),
+        f"--precision={precision}",
+        f"--seed={seed}",
+        *extra,
+    ]
+    return run_cli(flags, os.path.join(runs_dir, f"{name}_{steps}steps_seed{seed}"))
+
+
+def paired(results: list[dict], baseline: list[dict], key: str) -> tuple[float, float]:
+    """Mean ± std over seeds of `result[key] − baseline[key]`, runs paired by position (seed)."""
+    return mean_std([r[key] - b[key] for r, b in zip(results, baseline, strict=True)])

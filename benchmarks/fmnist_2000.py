@@ -1,6 +1,8 @@
 """Methods compared on real Fashion-MNIST with 2,000 labels and one budget.
 
     python benchmarks/fmnist_2000.py                       # supervised vs NS³L, seeds 1-3
+    python benchmarks/fmnist_2000.py --rows=ns3l,vat_ns3l --precisions=float32,mixed_bfloat16 \
+        --name=fmnist_2000_precision                       # bfloat16 against float32
     python benchmarks/fmnist_2000.py --rows=supervised,pseudo_label,vat,vat_entmin,ns3l,\
         vat_ns3l,mixmatch,mixmatch_ns3l --seeds=1,2 --name=fmnist_2000_methods
 
@@ -19,6 +21,8 @@ import time
 from absl import app, flags
 from common import RESULTS_DIR, machine, mean_std, run_cli
 
+FLAGS = flags.FLAGS
+
 PAPER = {"supervised": (17.25, 0.22), "ns3l": (16.47, 0.18)}  # Table 5, test error %
 
 
@@ -31,33 +35,44 @@ def row_flags(row: str) -> list[str]:
     return [f"--flagfile=flags/fmnist_2000_{row}.cfg"]
 
 
-_ROWS = flags.DEFINE_list("rows", ["supervised", "ns3l"], "Rows (methods) to compare.")
-_SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "Labeled-subset seeds.")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", None, "Override the flagfile's budget.")
-_EXTRA = flags.DEFINE_list("extra_flags", [], "More flags for every run, e.g. --eval_every=500.")
-_RUNS_DIR = flags.DEFINE_string(
-    "runs_dir", os.path.join(RESULTS_DIR, "runs", "fmnist_2000"), "Where each run writes."
-)
-_NAME = flags.DEFINE_string("name", "fmnist_2000_ns3l_vs_supervised", "Output file stem.")
-
-
-def _run(row: str, seed: int) -> dict:
+def _run(row: str, precision: str, seed: int) -> dict:
     extra = [
-        *_EXTRA.value,
-        *([f"--train_steps={_TRAIN_STEPS.value}"] if _TRAIN_STEPS.value else []),
+        *FLAGS.extra_flags,
+        *([f"--train_steps={FLAGS.train_steps}"] if FLAGS.train_steps else []),
+        f"--precision={precision}",
     ]
-    output_dir = os.path.join(_RUNS_DIR.value, f"{row}_seed{seed}")
+    output_dir = os.path.join(FLAGS.runs_dir, f"{row}_{precision}_seed{seed}")
     return run_cli([*row_flags(row), f"--seed={seed}", *extra], output_dir)
+
+
+def define_flags():
+    """The command line's flags (defined only when run as a script, so tests can import it)."""
+    flags.DEFINE_list("rows", ["supervised", "ns3l"], "Rows (methods) to compare.")
+    flags.DEFINE_list("precisions", ["float32"], "--precision values; each row runs in each.")
+    flags.DEFINE_list("seeds", ["1", "2", "3"], "Labeled-subset seeds.")
+    flags.DEFINE_integer("train_steps", None, "Override the flagfile's budget.")
+    flags.DEFINE_list("extra_flags", [], "More flags for every run, e.g. --eval_every=500.")
+    flags.DEFINE_string(
+        "runs_dir", os.path.join(RESULTS_DIR, "runs", "fmnist_2000"), "Where each run writes."
+    )
+    flags.DEFINE_string("results_dir", RESULTS_DIR, "Where the report goes.")
+    flags.DEFINE_string("name", "fmnist_2000_ns3l_vs_supervised", "Output file stem.")
 
 
 def main(argv):
     del argv
-    seeds = [int(s) for s in _SEEDS.value]
+    seeds = [int(s) for s in FLAGS.seeds]
     start = time.time()
-    runs = {row: [_run(row, seed) for seed in seeds] for row in _ROWS.value}
+    runs = {
+        (row, precision): [_run(row, precision, seed) for seed in seeds]
+        for row in FLAGS.rows
+        for precision in FLAGS.precisions
+    }
     summary = {}
-    for row, results in runs.items():
-        summary[row] = {
+    for (row, precision), results in runs.items():
+        summary[f"{row} ({precision})"] = {
+            "row": row,
+            "precision": precision,
             "final_test_error": mean_std([r["test_error"] for r in results]),
             "best_val_test_error": mean_std([r["best_val_test_error"] for r in results]),
             "final_val_error": mean_std([r["final_val_error"] for r in results]),
@@ -67,7 +82,7 @@ def main(argv):
         }
     flags_used = next(iter(runs.values()))[0]["flags"]
     report = {
-        "benchmark": f"Fashion-MNIST 2,000 labels, small CNN: {', '.join(_ROWS.value)}",
+        "benchmark": f"Fashion-MNIST 2,000 labels, small CNN: {', '.join(FLAGS.rows)}",
         "seeds": seeds,
         "train_steps": flags_used["train_steps"],
         "flags": flags_used,
@@ -78,8 +93,8 @@ def main(argv):
         "machine": machine(),
         "rows": summary,
     }
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, f"{_NAME.value}.json"), "w") as f:
+    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.results_dir, f"{FLAGS.name}.json"), "w") as f:
         json.dump(report, f, indent=2)
     lines = [
         f"# {report['benchmark']}",
@@ -89,16 +104,24 @@ def main(argv):
         f"Adam {flags_used['learning_rate']} (×{flags_used['lr_decay_factor']} at step "
         f"{flags_used['lr_decay_step']}); {report['machine']}. Errors in %, mean ± std.",
         "",
-        "| row | final test error | test error at best val | final val error | paper | s/run |",
-        "|---|---|---|---|---|---|",
+        "| row | precision | final test error | test error at best val | final val error | "
+        "paper | s/run |",
+        "|---|---|---|---|---|---|---|",
     ]
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
-    for row, s in summary.items():
+    for s in summary.values():
         lines.append(
-            f"| {row} | {fmt(s['final_test_error'])} | {fmt(s['best_val_test_error'])} | "
-            f"{fmt(s['final_val_error'])} | {fmt(s['paper_test_error'])} | "
-            f"{s['seconds_per_run'][0]:.0f} |"
+            f"| {s['row']} | {s['precision']} | {fmt(s['final_test_error'])} | "
+            f"{fmt(s['best_val_test_error'])} | {fmt(s['final_val_error'])} | "
+            f"{fmt(s['paper_test_error'])} | {s['seconds_per_run'][0]:.0f} |"
         )
+    if len(FLAGS.precisions) > 1:
+        lines += ["", f"Mean final test error minus {FLAGS.precisions[0]}'s, per row:", ""]
+        for row in FLAGS.rows:
+            base = summary[f"{row} ({FLAGS.precisions[0]})"]["final_test_error"][0]
+            for precision in FLAGS.precisions[1:]:
+                other = summary[f"{row} ({precision})"]["final_test_error"][0]
+                lines.append(f"- {row}, {precision}: {other - base:+.2f} points")
     lines += [
         "",
         f"Training time of all {sum(map(len, runs.values()))} runs: "
@@ -106,10 +129,11 @@ def main(argv):
         f"{report['wall_seconds_this_invocation'] / 60:.0f} min; finished runs are reused).",
     ]
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(RESULTS_DIR, f"{_NAME.value}.md"), "w") as f:
+    with open(os.path.join(FLAGS.results_dir, f"{FLAGS.name}.md"), "w") as f:
         f.write(table)
     print(table)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

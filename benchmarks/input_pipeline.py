@@ -23,14 +23,11 @@ from absl import app, flags
 
 from ns3l_tf import SSLModel, models
 from ns3l_tf import data as data_lib
+from ns3l_tf.models import preprocessing
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+FLAGS = flags.FLAGS
+
 REQUIRED_RATIO = 5.0
-
-_BATCHES = flags.DEFINE_integer("batches", 300, "Pipeline batches timed (after 20 warm-up).")
-_STEP_BATCHES = flags.DEFINE_integer("step_batches", 8, "Train steps timed (after 2 warm-up).")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Labeled (and unlabeled) batch size.")
-_AUGMENTATIONS = flags.DEFINE_integer("augmentations", 2, "Augmentations per unlabeled image.")
 
 
 def cifar_shaped_data() -> data_lib.SSLData:
@@ -58,7 +55,13 @@ def pipeline_images_per_second(data, batch_size: int, augmentations: int, batche
 
 
 def step_images_per_second(data, batch_size: int, steps: int):
-    model = SSLModel(models.wrn28_2(), 10, algorithm="ns3l", ns3l_threshold=0.04)
+    model = SSLModel(
+        models.wrn28_2(),
+        10,
+        algorithm="ns3l",
+        ns3l_threshold=0.04,
+        preprocessing=preprocessing.rescale(),  # the pipeline delivers raw images
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model(np.zeros((1, 32, 32, 3), "float32"))
     batches = list(data_lib.train_dataset(data, batch_size, batch_size, 0).take(steps + 2))
@@ -80,24 +83,39 @@ def step_images_per_second(data, batch_size: int, steps: int):
     return 2 * batch_size / median, median
 
 
+def define_flags():
+    """The command line's flags (defined only when run as a script, so tests can import it)."""
+    flags.DEFINE_integer("batches", 300, "Pipeline batches timed (after 20 warm-up).")
+    flags.DEFINE_integer("step_batches", 8, "Train steps timed (after 2 warm-up).")
+    flags.DEFINE_integer("batch_size", 64, "Labeled (and unlabeled) batch size.")
+    flags.DEFINE_integer("augmentations", 2, "Augmentations per unlabeled image.")
+    flags.DEFINE_string(
+        "results_dir",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        "Output.",
+    )
+
+
 def main(argv):
     del argv
     data = cifar_shaped_data()
-    pipeline = pipeline_images_per_second(data, _BATCH.value, _AUGMENTATIONS.value, _BATCHES.value)
-    consumed, step_seconds = step_images_per_second(data, _BATCH.value, _STEP_BATCHES.value)
+    pipeline = pipeline_images_per_second(
+        data, FLAGS.batch_size, FLAGS.augmentations, FLAGS.batches
+    )
+    consumed, step_seconds = step_images_per_second(data, FLAGS.batch_size, FLAGS.step_batches)
     report = {
         "pipeline_images_per_second": round(pipeline, 1),
-        "pipeline": f"CIFAR-shaped, {_BATCH.value} labeled + {_AUGMENTATIONS.value} x "
-        f"{_BATCH.value} unlabeled per batch, translate + flip",
+        "pipeline": f"CIFAR-shaped, {FLAGS.batch_size} labeled + {FLAGS.augmentations} x "
+        f"{FLAGS.batch_size} unlabeled per batch, translate + flip",
         "step_images_per_second": round(consumed, 1),
-        "step": f"WRN-28-2 supervised + NS3L, {_BATCH.value} + {_BATCH.value} images",
+        "step": f"WRN-28-2 supervised + NS3L, {FLAGS.batch_size} + {FLAGS.batch_size} images",
         "step_seconds_median": round(step_seconds, 4),
         "ratio": round(pipeline / consumed, 1),
         "required_ratio": REQUIRED_RATIO,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
     }
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "input_pipeline.json"), "w") as f:
+    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.results_dir, "input_pipeline.json"), "w") as f:
         json.dump(report, f, indent=2)
     table = (
         "# Input pipeline throughput vs WRN-28-2 step consumption\n\n"
@@ -109,10 +127,11 @@ def main(argv):
         f"Ratio {report['ratio']}x (required ≥ {REQUIRED_RATIO:.0f}x): "
         f"{'met' if report['ratio'] >= REQUIRED_RATIO else 'NOT met'}.\n"
     )
-    with open(os.path.join(RESULTS_DIR, "input_pipeline.md"), "w") as f:
+    with open(os.path.join(FLAGS.results_dir, "input_pipeline.md"), "w") as f:
         f.write(table)
     print(table)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,15 +1,21 @@
-"""Median training-step time of every method, with and without NS³L and XLA.
+"""Median training-step time of every method, per precision, with and without XLA.
 
-    python benchmarks/step_time.py [--models=wrn28_2,small_cnn] [--xla=false,true] [--steps=6]
+    python benchmarks/step_time.py [--models=wrn28_2,small_cnn] [--algorithms=...]
+        [--precisions=float32,mixed_bfloat16] [--xla=false] [--steps=6]
 
 Each configuration builds a fresh `SSLModel`, compiles it (`jit_compile` on or off), runs the
 same function `fit` runs on a fixed batch (64 labeled + 64 unlabeled, two augmentations for
-MixMatch), discards 2 warm-up steps (tracing) and reports the median of `--steps` timed steps
-and the images per second it consumes. Rows accumulate in `benchmarks/results/step_time.json`
-(a rerun of some configurations replaces just those rows; the file is rewritten after each
-one), which also renders as `step_time.md`, with the paper's claims checked: adding NS³L costs
-≤ 5% over the same method (for methods that already process unlabeled data), and NS³L alone
-takes ≤ half of VAT's step time.
+MixMatch), discards 2 warm-up steps (tracing) and reports the median of `--steps` timed steps,
+the images per second it consumes, the FLOPs of one step (counted by TensorFlow's profiler on
+the traced step's graph: convolutions, their gradients and matrix products) and the share of
+the machine's matmul roof those FLOPs reach. The roof is measured in the same run: the best of
+several 2048×2048 matrix products in float32 and in bfloat16.
+
+Rows accumulate in `--results_dir/step_time.json` (a rerun of some configurations replaces just
+those rows; the file is rewritten after each one) and render as `step_time.md`, with the
+targets checked: NS³L adds ≤ 5% to any base method that already processes unlabeled data;
+bfloat16 is ≥ 1.6× faster than float32 for WRN-28-2's supervised and NS³L steps and ≥ 1.5×
+for the small CNN's NS³L step; VAT's float32 step is ≤ 3.4× the float32 supervised step.
 """
 
 import json
@@ -24,11 +30,13 @@ from absl import app, flags
 
 from ns3l_tf import SSLModel, models
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+FLAGS = flags.FLAGS
+
 SHAPES = {"wrn28_2": (32, 32, 3), "small_cnn": (28, 28, 1)}
 ALGORITHMS = [
     "supervised",
     "ns3l",
+    "ns3l/2views",
     "pseudo_label",
     "pseudo_label+ns3l",
     "vat",
@@ -39,13 +47,31 @@ ALGORITHMS = [
     "mixmatch+ns3l",
 ]
 NS3L_OVERHEAD_BUDGET = 1.05
-NS3L_VS_VAT_BUDGET = 0.5
+VAT_VS_SUPERVISED_BUDGET = 3.4
+BFLOAT16_SPEEDUPS = {("wrn28_2", "supervised"): 1.6, ("wrn28_2", "ns3l"): 1.6}
+BFLOAT16_SPEEDUPS[("small_cnn", "ns3l")] = 1.5
 
-_MODELS = flags.DEFINE_list("models", ["wrn28_2", "small_cnn"], "Backbones to time.")
-_ALGORITHMS = flags.DEFINE_list("algorithms", ALGORITHMS, "Algorithms to time.")
-_XLA = flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to time.")
-_STEPS = flags.DEFINE_integer("steps", 6, "Timed steps per configuration.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Labeled and unlabeled batch size.")
+
+def matmul_roof(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """The best GFLOP/s of a `size`² matrix product in `dtype` on this machine."""
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    product = tf.function(lambda x: tf.matmul(x, x))
+    product(a).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def step_flops(train_step, batch) -> int:
+    """Floating-point operations of one `train_step(batch)`, counted from its graph."""
+    graph = tf.function(train_step).get_concrete_function(batch).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
 
 
 def _batch(model: SSLModel, shape, batch_size: int):
@@ -55,20 +81,26 @@ def _batch(model: SSLModel, shape, batch_size: int):
     if not model.uses_unlabeled_data:
         return (x_l, y_l), batch_size
     augmentations = model.unlabeled_augmentations
-    u_shape = (augmentations, batch_size) if augmentations > 1 else (batch_size,)
+    u_shape = (batch_size, augmentations) if augmentations > 1 else (batch_size,)  # batch-major
     x_u = rng.normal(size=(*u_shape, *shape)).astype("float32")
     return ((x_l, y_l), x_u), batch_size * (1 + augmentations)
 
 
-def time_step(model_name: str, algorithm: str, xla: bool, steps: int, batch_size: int) -> dict:
+def time_step(
+    model_name: str, row: str, precision: str, xla: bool, steps: int, batch_size: int
+) -> dict:
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     shape = SHAPES[model_name]
-    model = SSLModel(models.build_backbone(model_name, 10, shape), 10, algorithm=algorithm, seed=0)
+    algorithm, _, variant = row.partition("/")
+    settings = {"ns3l_views": 2} if variant == "2views" else {}
+    backbone = models.build_backbone(model_name, 10, shape, precision=precision)
+    model = SSLModel(backbone, 10, algorithm=algorithm, seed=0, **settings)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
     model(np.zeros((1, *shape), "float32"))
     batch, images = _batch(model, shape, batch_size)
     batch = tf.nest.map_structure(tf.constant, batch)
+    flops = step_flops(model.train_step, batch)
     model.make_train_function()
     train_function = model.train_function  # the tf.function that fit runs
 
@@ -82,113 +114,148 @@ def time_step(model_name: str, algorithm: str, xla: bool, steps: int, batch_size
     seconds = float(np.median([run() for _ in range(steps)]))
     return {
         "model": model_name,
-        "algorithm": algorithm,
+        "algorithm": row,
+        "precision": precision,
         "xla": xla,
         "seconds_per_step": round(seconds, 4),
         "images_per_second": round(images / seconds, 1),
+        "gflops_per_step": round(flops / 1e9, 3),
+        "gflops_per_second": round(flops / seconds / 1e9, 1),
         "first_call_seconds": round(first, 2),
     }
 
 
-def _checks(rows):
-    by_key = {(r["model"], r["algorithm"], r["xla"]): r["seconds_per_step"] for r in rows}
-    checks = []
-    for (model, algorithm, xla), seconds in sorted(by_key.items()):
-        if algorithm.endswith("+ns3l") and not algorithm.startswith("supervised"):
-            base = by_key.get((model, algorithm.removesuffix("+ns3l"), xla))
-            if base:
-                ratio = seconds / base
-                checks.append(
-                    {
-                        "check": f"{algorithm} / {algorithm.removesuffix('+ns3l')}",
-                        "model": model,
-                        "xla": xla,
-                        "ratio": round(ratio, 3),
-                        "budget": NS3L_OVERHEAD_BUDGET,
-                        "met": ratio <= NS3L_OVERHEAD_BUDGET,
-                    }
-                )
-        if algorithm == "ns3l" and (model, "vat", xla) in by_key:
-            ratio = seconds / by_key[(model, "vat", xla)]
-            checks.append(
-                {
-                    "check": "ns3l / vat",
-                    "model": model,
-                    "xla": xla,
-                    "ratio": round(ratio, 3),
-                    "budget": NS3L_VS_VAT_BUDGET,
-                    "met": ratio <= NS3L_VS_VAT_BUDGET,
-                }
-            )
-    return checks
-
-
 def _key(row):
-    return (row["model"], row["algorithm"], row["xla"])
+    return (row["model"], row["algorithm"], row["precision"], row["xla"])
 
 
-def _load_rows(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {_key(row): row for row in json.load(f)["rows"]}
+def _check(name, model, ratio, budget, at_most=True, **where):
+    met = ratio <= budget if at_most else ratio >= budget
+    return {"check": name, "model": model, **where, "ratio": round(ratio, 3), "budget": budget,
+            "at_most": at_most, "met": met}  # fmt: skip
+
+
+def checks(rows: list[dict]) -> list[dict]:
+    """The targets of the module docstring, for the rows present."""
+    seconds = {_key(r): r["seconds_per_step"] for r in rows}
+    found = []
+    for (model, algorithm, precision, xla), value in sorted(seconds.items()):
+        where = {"precision": precision, "xla": xla}
+        base = algorithm.removesuffix("+ns3l")
+        if base not in (algorithm, "supervised") and (model, base, precision, xla) in seconds:
+            ratio = value / seconds[(model, base, precision, xla)]
+            name = f"{algorithm} / {base}"
+            found.append(_check(name, model, ratio, NS3L_OVERHEAD_BUDGET, **where))
+        supervised = (model, "supervised", precision, xla)
+        if algorithm == "vat" and precision == "float32" and supervised in seconds:
+            ratio = value / seconds[supervised]
+            found.append(
+                _check("vat / supervised", model, ratio, VAT_VS_SUPERVISED_BUDGET, **where)
+            )
+        full = (model, algorithm, "float32", xla)
+        if (
+            precision == "mixed_bfloat16"
+            and (model, algorithm) in BFLOAT16_SPEEDUPS
+            and full in seconds
+        ):
+            speedup, budget = seconds[full] / value, BFLOAT16_SPEEDUPS[(model, algorithm)]
+            name = f"{algorithm}: float32 / bfloat16"
+            found.append(_check(name, model, speedup, budget, at_most=False, xla=xla))
+    return found
 
 
 def _order(row):
     algorithm = ALGORITHMS.index(row["algorithm"]) if row["algorithm"] in ALGORITHMS else 99
-    return list(SHAPES).index(row["model"]), row["xla"], algorithm
+    return list(SHAPES).index(row["model"]), row["xla"], row["precision"], algorithm
 
 
-def _write(path: str, rows: dict, machine: str) -> dict:
-    ordered = sorted(rows.values(), key=_order)
-    report = {"machine": machine, "batch_size": _BATCH.value, "rows": ordered}
-    report["checks"] = _checks(ordered)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-    return report
+def markdown(report: dict) -> str:
+    roofs = report["matmul_roof_gflops"]
+    lines = [
+        "# Training-step time per method and precision",
+        "",
+        f"{report['machine']}; batch {report['batch_size']} labeled + {report['batch_size']} "
+        "unlabeled (×2 augmentations for MixMatch); median of timed steps after 2 warm-up "
+        "steps; FLOPs counted by TensorFlow's profiler on each traced step; matmul roof of this "
+        f"run: {roofs['float32']:.0f} GFLOP/s float32, {roofs['bfloat16']:.0f} GFLOP/s "
+        "bfloat16. `python benchmarks/step_time.py`.",
+        "",
+        "| model | algorithm | precision | XLA | s/step | images/s | GFLOP/step | GFLOP/s | "
+        "share of roof | first call (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        roof = roofs["bfloat16" if "bfloat16" in r["precision"] else "float32"]
+        lines.append(
+            f"| {r['model']} | {r['algorithm']} | {r['precision']} | "
+            f"{'on' if r['xla'] else 'off'} | {r['seconds_per_step']:.3f} | "
+            f"{r['images_per_second']:.0f} | {r['gflops_per_step']:.2f} | "
+            f"{r['gflops_per_second']:.0f} | {100 * r['gflops_per_second'] / roof:.0f}% | "
+            f"{r['first_call_seconds']:.1f} |"
+        )
+    lines += ["", "| check | model | where | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for c in report["checks"]:
+        where = ", ".join(f"{k} {v}" for k, v in c.items() if k in ("precision", "xla"))
+        target = f"{'≤' if c['at_most'] else '≥'} {c['budget']}"
+        lines.append(
+            f"| {c['check']} | {c['model']} | {where} | {c['ratio']:.2f} | {target} | "
+            f"{'yes' if c['met'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def define_flags():
+    """The command line's flags (defined only when run as a script, so tests can import it)."""
+    flags.DEFINE_list("models", list(SHAPES), "Backbones to time.")
+    flags.DEFINE_list(
+        "algorithms", ALGORITHMS, "Algorithms to time ('ns3l/2views': NS3L with --ns3l_views=2)."
+    )
+    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions.")
+    flags.DEFINE_list("xla", ["false"], "jit_compile settings to time.")
+    flags.DEFINE_integer("steps", 6, "Timed steps per configuration.")
+    flags.DEFINE_integer("batch_size", 64, "Labeled and unlabeled batch size.")
+    flags.DEFINE_string(
+        "results_dir",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        "Output.",
+    )
 
 
 def main(argv):
     del argv
     machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, TF {tf.__version__}"
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = os.path.join(RESULTS_DIR, "step_time.json")
-    rows = _load_rows(path)
-    report = _write(path, rows, machine)
-    for model_name in _MODELS.value:
-        for xla in [x.lower() == "true" for x in _XLA.value]:
-            for algorithm in _ALGORITHMS.value:
-                row = time_step(model_name, algorithm, xla, _STEPS.value, _BATCH.value)
-                rows[_key(row)] = row
-                print(json.dumps(row), flush=True)
-                report = _write(path, rows, machine)
-    lines = [
-        "# Training-step time per method",
-        "",
-        f"{machine}; batch {_BATCH.value} labeled + {_BATCH.value} unlabeled (×2 augmentations "
-        "for MixMatch); median of timed steps after 2 warm-up steps; "
-        "`python benchmarks/step_time.py`.",
-        "",
-        "| model | algorithm | XLA | s/step | images/s | first call (s) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in report["rows"]:
-        lines.append(
-            f"| {r['model']} | {r['algorithm']} | {'on' if r['xla'] else 'off'} | "
-            f"{r['seconds_per_step']:.3f} | {r['images_per_second']:.0f} | "
-            f"{r['first_call_seconds']:.1f} |"
-        )
-    lines += ["", "| check | model | XLA | ratio | budget | met |", "|---|---|---|---|---|---|"]
-    for c in report["checks"]:
-        lines.append(
-            f"| {c['check']} | {c['model']} | {'on' if c['xla'] else 'off'} | {c['ratio']:.2f} | "
-            f"≤ {c['budget']} | {'yes' if c['met'] else 'no'} |"
-        )
-    table = "\n".join(lines) + "\n"
-    with open(os.path.join(RESULTS_DIR, "step_time.md"), "w") as f:
-        f.write(table)
-    print(table)
+    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    path = os.path.join(FLAGS.results_dir, "step_time.json")
+    rows = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = {_key(row): row for row in json.load(f)["rows"]}
+    roofs = {dtype: round(matmul_roof(dtype), 1) for dtype in ("float32", "bfloat16")}
+    print(json.dumps({"matmul_roof_gflops": roofs}), flush=True)
+
+    def write():
+        ordered = sorted(rows.values(), key=_order)
+        report = {"machine": machine, "batch_size": FLAGS.batch_size, "matmul_roof_gflops": roofs}
+        report.update(rows=ordered, checks=checks(ordered))
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        with open(os.path.join(FLAGS.results_dir, "step_time.md"), "w") as f:
+            f.write(markdown(report))
+        return report
+
+    for model_name in FLAGS.models:
+        for xla in [x.lower() == "true" for x in FLAGS.xla]:
+            for precision in FLAGS.precisions:
+                for algorithm in FLAGS.algorithms:
+                    row = time_step(
+                        model_name, algorithm, precision, xla, FLAGS.steps, FLAGS.batch_size
+                    )
+                    rows[_key(row)] = row
+                    print(json.dumps(row), flush=True)
+                    report = write()
+    print(markdown(report))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -21,7 +21,7 @@ from absl import flags
 from ns3l_tf import methods as methods_lib
 from ns3l_tf import settings as settings_lib
 from ns3l_tf.data.sources import DATASETS
-from ns3l_tf.models import MODELS
+from ns3l_tf.models import MODELS, PRECISIONS, PREPROCESSING
 from ns3l_tf.settings import ConfigError, non_negative, positive, setting
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -71,6 +71,43 @@ class Config:
         "small_cnn",
         f"Backbone: {', '.join(sorted(MODELS))}.",
         check=_named("model", sorted(MODELS)),
+    )
+    precision: str = setting(
+        "float32",
+        "Backbone compute precision: float32, mixed_bfloat16 or mixed_float16 (variables, "
+        "BatchNorm statistics, logits, losses and VAT's power iteration stay float32; "
+        "mixed_float16 adds loss scaling).",
+        check=_named("precision", PRECISIONS),
+    )
+    preprocessing: str = setting(
+        "standardize",
+        "How the model turns raw images into network inputs (saved with it): standardize "
+        "(per-channel mean and std of the training images), rescale (to [-1, 1]: SVHN in Oliver "
+        "et al., MixMatch), gcn_zca (global contrast normalisation and ZCA whitening fitted on "
+        "the training images: CIFAR-10 in Oliver et al.).",
+        check=_named("preprocessing", PREPROCESSING),
+    )
+    augment: str | None = setting(
+        None,
+        "Where training images are augmented: model (inside the network, redrawn at every "
+        "training-mode pass, as Oliver et al. and the NS3L authors do) or pipeline (once per "
+        "batch in tf.data, as MixMatch does); default the base method's reference.",
+        check=_named("augment", ("model", "pipeline")),
+    )
+    translate: int | None = setting(
+        None,
+        "Largest random translation in pixels, with reflect padding; default the dataset's (2; "
+        "12 for stl10). MixMatch's flagfiles set 4 for 32x32 images.",
+        check=non_negative(),
+    )
+    flip: bool | None = setting(
+        None, "Random horizontal flips; default the dataset's (cifar10, cifar100, stl10)."
+    )
+    input_noise: float = setting(
+        0.0,
+        "Std of Gaussian noise added to the preprocessed inputs in every training-mode pass "
+        "(needs --augment=model; 0.15 on CIFAR-10 in Oliver et al.).",
+        check=non_negative(),
     )
     algorithm: str = setting(
         "ns3l",
@@ -173,6 +210,23 @@ class Config:
         return self.extra_unlabeled
 
     @property
+    def augments_in_model(self) -> bool:
+        """`augment` resolved: the base method's reference unless set."""
+        if self.augment is None:
+            return not methods_lib.REGISTRY[self.algorithm_spec.base].augments_in_pipeline
+        return self.augment == "model"
+
+    @property
+    def max_translation(self) -> int:
+        """`translate` with the dataset's default resolved."""
+        return DATASETS[self.dataset].max_translation if self.translate is None else self.translate
+
+    @property
+    def flips(self) -> bool:
+        """`flip` with the dataset's default resolved."""
+        return DATASETS[self.dataset].flip if self.flip is None else self.flip
+
+    @property
     def threshold(self) -> float:
         """NS³L's T with the default 0.4 / K resolved."""
         return self.methods["ns3l"].threshold_for(self.num_classes)
@@ -242,7 +296,10 @@ def _validate(c: Config) -> None:
         info.num_classes,
         streamed_unlabeled=c.streams_extra_unlabeled,
         batch_sizes=(c.batch_size, c.unlabeled_batch_size),
+        augment=c.augment,
     )
+    if c.input_noise and not c.augments_in_model:
+        fail("input_noise", "Gaussian input noise is drawn inside the model: needs --augment=model")
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
     if c.num_gpus and c.strategy != "mirrored":

@@ -5,7 +5,7 @@ build runs the same way through these functions:
 
     config = Config(num_labeled=2000, algorithm="ns3l", ns3l_threshold=0.03)
     data = experiment.load_data(config)
-    model = experiment.build_model(config)
+    model = experiment.build_model(config, data)
     extras = experiment.unlabeled_extras(model, data, config)
     datasets = experiment.build_datasets(config, model, data, extras)
     model.fit(datasets.train, validation_data=datasets.validation, ...)
@@ -20,7 +20,7 @@ import tensorflow as tf
 from ns3l_tf import data as data_lib
 from ns3l_tf import negatives
 from ns3l_tf.config import Config, ConfigError
-from ns3l_tf.models import build_backbone
+from ns3l_tf.models import augmentation, build_backbone, preprocessing
 from ns3l_tf.ssl_model import SSLModel
 
 
@@ -52,7 +52,8 @@ def learning_rate_schedule(config: Config):
 
 def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
     """Adam with the learning-rate schedule, decoupled weight decay on kernels only (biases
-    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA."""
+    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA;
+    wrapped in dynamic loss scaling for `mixed_float16`."""
     optimizer = keras.optimizers.Adam(
         learning_rate_schedule(config),
         weight_decay=config.weight_decay or None,
@@ -61,24 +62,53 @@ def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
     )
     if config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if config.precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
 
-def build_model(config: Config, num_replicas: int = 1) -> SSLModel:
-    """The compiled, built `SSLModel` of `config`; call it inside `strategy.scope()` to
-    distribute it (with `num_replicas` > 1 its BatchNorms are synchronized)."""
+def build_preprocessing(config: Config, data: data_lib.SSLData):
+    """The layer that maps `data`'s raw images to network inputs, fitted on its labeled and
+    unlabeled training images (never on validation or test images)."""
+    if config.preprocessing == "standardize":
+        return preprocessing.standardize(data.mean, data.std)
+    if config.preprocessing == "rescale":
+        return preprocessing.rescale()
+    return preprocessing.fit_gcn_zca(data.training_images)
+
+
+def build_augmentation(config: Config):
+    """The model's in-network augmentation (None when the pipeline augments): flips where
+    the dataset has them, translation and Gaussian noise, seeded from `config.seed`."""
+    if not config.augments_in_model:
+        return None
+    return augmentation.input_augmentation(
+        config.max_translation, config.flips, config.input_noise, seed=config.seed + 1
+    )
+
+
+def build_model(config: Config, data: data_lib.SSLData, num_replicas: int = 1) -> SSLModel:
+    """The compiled, built `SSLModel` of `config`, taking `data`'s raw images; call it inside
+    `strategy.scope()` to distribute it (with `num_replicas` > 1 its BatchNorms are
+    synchronized)."""
     info = data_lib.DATASETS[config.dataset]
     backbone = build_backbone(
-        config.model, info.num_classes, info.image_shape, synchronized=num_replicas > 1
+        config.model,
+        info.num_classes,
+        info.image_shape,
+        synchronized=num_replicas > 1,
+        precision=config.precision,
     )
     model = SSLModel(
         backbone,
         num_classes=info.num_classes,
         algorithm=config.algorithm,
+        preprocessing=build_preprocessing(config, data),
+        augmentation=build_augmentation(config),
         **config.model_settings(),
     )
     model.compile(optimizer=build_optimizer(config))
-    model(np.zeros((1, *info.image_shape), "float32"))  # build before fit (strategies, tuners)
+    model(np.zeros((1, *info.image_shape), "uint8"))  # build before fit (strategies, tuners)
     model.optimizer.build(model.trainable_variables)  # so saved optimizer state loads back
     return model
 
@@ -103,8 +133,8 @@ def unlabeled_extras(model: SSLModel, data: data_lib.SSLData, config: Config) ->
             "--ns3l_selector=oracle: the unlabeled pool has no known labels (an extra split is "
             "streamed); oracle is a diagnostic for labeled benchmark pools only"
         )
-    if "nn_negatives" in keys:
-        extras["nn_negatives"] = negatives.nearest_neighbour_negatives(
+    if "nn_candidates" in keys:
+        extras["nn_candidates"] = negatives.nearest_neighbour_candidates(
             data.unlabeled_images,
             data.labeled_images,
             data.labeled_labels,
@@ -127,8 +157,10 @@ class Datasets:
 def build_datasets(
     config: Config, model: SSLModel, data: data_lib.SSLData, extras: dict | None = None
 ) -> Datasets:
-    """The training stream `model`'s train step takes (batch sizes, augmentations and extras
-    from `config` and the model) and the evaluation streams."""
+    """The raw-image streams: the training stream `model`'s train step takes (batch sizes,
+    augmentations and extras from `config` and the model; augmented here unless the model
+    augments) and the evaluation streams."""
+    in_pipeline = not config.augments_in_model
     train = data_lib.train_dataset(
         data,
         config.batch_size,
@@ -136,13 +168,15 @@ def build_datasets(
         seed=config.seed,
         unlabeled_augmentations=model.unlabeled_augmentations,
         unlabeled_extras=extras,
+        max_translation=config.max_translation if in_pipeline else 0,
+        flip=config.flips and in_pipeline,
     )
     validation = None
     if len(data.validation_labels):
         validation = data_lib.eval_dataset(
-            data, data.validation_images, data.validation_labels, config.eval_batch_size
+            data.validation_images, data.validation_labels, config.eval_batch_size
         )
-    test = data_lib.eval_dataset(data, data.test_images, data.test_labels, config.eval_batch_size)
+    test = data_lib.eval_dataset(data.test_images, data.test_labels, config.eval_batch_size)
     return Datasets(train, validation, test)
 
 

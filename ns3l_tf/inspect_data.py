@@ -26,11 +26,13 @@ _PNG_ROWS = flags.DEFINE_integer(
 flags.adopt_module_key_flags(config_lib)
 
 
-def describe(data: data_lib.SSLData) -> str:
-    """A human-readable summary of a split: sizes, per-class labeled counts, digest, stats."""
+def describe(data: data_lib.SSLData, config: config_lib.Config) -> str:
+    """A human-readable summary of a split and of how a run would feed it to the model."""
     info = data.info
     counts = np.bincount(data.labeled_labels, minlength=info.num_classes)
     extra = f" + {data.extra_size} extra ({info.extra_split})" if data.extra_size else ""
+    where = "inside the model, every pass" if config.augments_in_model else "in the pipeline"
+    noise = f", Gaussian noise {config.input_noise:g}" if config.input_noise else ""
     lines = [
         f"dataset     {info.name}: {'x'.join(map(str, info.image_shape))}, "
         f"{info.num_classes} classes",
@@ -42,33 +44,29 @@ def describe(data: data_lib.SSLData) -> str:
         f"labeled digest     {data.labeled_digest()}  (SHA-256 of labeled images + labels)",
         f"channel mean/std   {[round(float(m), 4) for m in data.mean]} / "
         f"{[round(float(s), 4) for s in data.std]}",
-        f"augmentation       translate ±{info.max_translation} px (reflect), "
-        f"{'horizontal flips' if info.flip else 'no flips'}",
+        f"preprocessing      {config.preprocessing} (inside the model)",
+        f"augmentation       {where}: translate ±{config.max_translation} px (reflect), "
+        f"{'horizontal flips' if config.flips else 'no flips'}{noise}",
     ]
     return "\n".join(lines)
 
 
-def augmentation_grid(data: data_lib.SSLData, columns: int, rows: int, seed: int) -> np.ndarray:
+def augmentation_grid(
+    data: data_lib.SSLData, columns: int, rows: int, seed: int, max_translation: int, flip: bool
+) -> np.ndarray:
     """uint8 `(H', W', C)` grid: originals on top, `rows` augmented copies below, 2 px gaps."""
     import tensorflow as tf
 
     from ns3l_tf.data import augment as augment_lib
 
     images = data.labeled_images[:columns]
-    normalized = augment_lib.normalize(images, data.mean, data.std)
-    versions = [normalized]
-    for row in range(rows):
-        versions.append(
-            augment_lib.augment(
-                normalized,
-                tf.constant([seed, row]),
-                max_translation=data.info.max_translation,
-                flip=data.info.flip,
-            )
-        )
-    pixels = tf.stack(versions) * data.std + data.mean  # back to [0, 1]
-    pixels = tf.cast(tf.clip_by_value(pixels, 0.0, 1.0) * 255.0 + 0.5, tf.uint8).numpy()
-    pixels = np.pad(pixels, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)], constant_values=255)
+    versions = [images] + [
+        augment_lib.augment(images, tf.constant([seed, row]), max_translation, flip).numpy()
+        for row in range(rows)
+    ]
+    pixels = np.pad(
+        np.stack(versions), [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)], constant_values=255
+    )
     grid = pixels.transpose(0, 2, 1, 3, 4)  # (rows, H, columns, W, C)
     height, width = grid.shape[0] * grid.shape[1], grid.shape[2] * grid.shape[3]
     grid = grid.reshape(height, width, grid.shape[-1])
@@ -88,11 +86,18 @@ def main(argv):
         data = experiment.load_data(config)
     except data_lib.DataNotFoundError as error:
         cli.usage_error(str(error))
-    print(describe(data))
+    print(describe(data, config))
     if _PNG.value:
         import tensorflow as tf
 
-        grid = augmentation_grid(data, _PNG_COLUMNS.value, _PNG_ROWS.value, config.seed)
+        grid = augmentation_grid(
+            data,
+            _PNG_COLUMNS.value,
+            _PNG_ROWS.value,
+            config.seed,
+            config.max_translation,
+            config.flips,
+        )
         png = tf.io.encode_png(grid).numpy()
         io_utils.atomic_write(_PNG.value, lambda path: pathlib.Path(path).write_bytes(png), ".png")
         print(f"wrote {os.path.abspath(_PNG.value)}: {grid.shape[1]}x{grid.shape[0]} px")

@@ -39,6 +39,16 @@ def write_json(path: str, obj) -> None:
     atomic_write(path, write, suffix=".json")
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes `text` (UTF-8) to `path`, atomically."""
+
+    def write(tmp_path):
+        with open(tmp_path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(path, write, suffix=os.path.splitext(path)[1])
+
+
 def write_split(path: str, split) -> None:
     """Saves a `SplitIndices` as an `.npz` of int64 `labeled`, `unlabeled`, `validation`."""
     arrays = {name: getattr(split, name) for name in ("labeled", "unlabeled", "validation")}

@@ -111,6 +111,21 @@ def kl_divergence(target_logits, logits):
     return ops.mean(ops.sum(ops.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1))
 
 
+def reverse_kl_divergence(target_logits, logits):
+    """Mean `KL(softmax(logits) ‖ softmax(target_logits))` in nats; the target is detached.
+
+    The model's distribution comes first: Oliver et al.'s VAT loss (`forward_kl` of the
+    adversarial output against the clean one). Gradients flow through both of its factors.
+
+    Args:
+      target_logits: `(batch, classes)` logits of the reference distribution (no gradient).
+      logits: `(batch, classes)` logits of the model's distribution.
+    """
+    target_log_probs = ops.log_softmax(ops.stop_gradient(target_logits), axis=-1)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    return ops.mean(ops.sum(ops.exp(log_probs) * (log_probs - target_log_probs), axis=-1))
+
+
 def soft_cross_entropy(target_probs, logits):
     """Mean cross-entropy `−Σ_k q_bk log softmax(z)_bk` against soft targets q (detached)."""
     target_probs = ops.stop_gradient(target_probs)

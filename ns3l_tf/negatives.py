@@ -2,21 +2,26 @@
 
 Every selector gives a `(batch, classes)` float32 0/1 mask, 1.0 where the class is a negative
 of the sample; `losses.negative_sampling_loss` turns any such mask into the NS³L loss. The
-variants are those of the paper's Section 5 (Table 5):
+variants are those of the paper's Section 5 (Table 5), whose caption says "the number after the
+dash indicates the number of negative labels per sample selected":
 
 - `threshold`: the classes whose target probability is below T (the paper's method, default).
-- `uniform`: P distinct classes drawn uniformly over all K, afresh per sample and step (may
-  include the true class).
-- `oracle`: P distinct classes drawn uniformly over the K − 1 *wrong* classes. It reads the
-  hidden true labels of the unlabeled pool: a diagnostic upper bound, not a method.
-- `nn_exclude`: every class except that of the nearest labeled image.
-- `nn_exclude4`: every class except those of the 4 nearest labeled images (1 to 4 classes
-  are excluded, as neighbours may share a class).
-- `nn_furthest`: the one class of the furthest labeled image.
+- `uniform` ("Uniform - P"): P distinct classes drawn uniformly over all K, afresh per sample
+  and step (may include the true class).
+- `oracle` ("Oracle - P"): P distinct classes drawn uniformly over the K − 1 *wrong* classes.
+  It reads the hidden true labels of the unlabeled pool: a diagnostic bound, not a method.
+- `nn_exclude` ("Exclude class of NN - 1"): P (default 1) classes drawn uniformly, afresh per
+  step, from those other than the class of the nearest labeled image.
+- `nn_exclude4` ("Exclude 4 nearest classes with NN - 1"): P classes drawn from those other
+  than the classes of the 4 nearest labeled images (1 to 4 classes are excluded, as
+  neighbours may share a class).
+- `nn_furthest` ("Furthest class with NN - 1"): the class of the furthest labeled image.
+- `nn_exclude_all`, `nn_exclude4_all`: *every* class outside the 1 / 4 nearest neighbours'
+  (9 and ~8.4 negatives on Fashion-MNIST; an earlier reading of the table).
 
-The nearest-neighbour masks are fixed for a run: `nearest_neighbour_negatives` computes them
-once (Euclidean distance in pixel space, batched matrix products) and the input pipeline
-carries each image's row of the table with the image as the extra `nn_negatives`
+A nearest-neighbour selector's *candidates* are fixed for a run: `nearest_neighbour_candidates`
+computes them once (Euclidean distance in pixel space, batched matrix products) and the input
+pipeline carries each image's row with the image as the extra `nn_candidates`
 (`train_dataset(unlabeled_extras=...)`). Which combinations of selector, method and data work
 is decided by `ns3l_tf.methods.check_combination`.
 
@@ -31,8 +36,16 @@ from keras import ops, random
 from ns3l_tf import losses
 from ns3l_tf.methods import NEAREST_NEIGHBOUR_SELECTORS, SELECTORS
 
-# Neighbours whose classes `nn_exclude4` keeps out of the negatives.
-EXCLUDED_NEIGHBOURS = {"nn_exclude": 1, "nn_exclude4": 4}
+# Nearest labeled neighbours whose classes each rule excludes (None: the furthest's class).
+EXCLUDED_NEIGHBOURS = {
+    "nn_exclude": 1,
+    "nn_exclude_all": 1,
+    "nn_exclude4": 4,
+    "nn_exclude4_all": 4,
+    "nn_furthest": None,
+}
+# Selectors that draw P of their candidate classes per sample and step.
+DRAWING = ("uniform", "oracle", "nn_exclude", "nn_exclude4")
 
 
 def _classes_to_mask(classes, num_classes: int):
@@ -40,20 +53,26 @@ def _classes_to_mask(classes, num_classes: int):
     return ops.minimum(ops.sum(ops.one_hot(classes, num_classes), axis=-2), 1.0)
 
 
-def uniform_negatives(batch_size: int, num_classes: int, count: int, seed):
-    """`count` distinct classes per sample, uniform over all `num_classes`.
+def draw_negatives(candidates, count: int, seed):
+    """`count` distinct classes per row, drawn uniformly from the row's candidate classes.
 
     Args:
-      batch_size: B.
-      num_classes: K.
-      count: P in [1, K].
+      candidates: `(B, K)` 0/1 float mask with at least `count` ones per row.
+      count: P.
       seed: an int or a `keras.random.SeedGenerator`.
 
     Returns:
-      `(B, K)` float32 mask with exactly P ones per row.
+      `(B, K)` float32 mask with exactly P ones per row, all among the candidates.
     """
-    scores = random.uniform((batch_size, num_classes), seed=seed)
-    return _classes_to_mask(ops.top_k(scores, count)[1], num_classes)
+    candidates = ops.cast(candidates, "float32")
+    scores = random.uniform(ops.shape(candidates), seed=seed)
+    scores = scores - 2.0 * (1.0 - candidates)  # a non-candidate never wins
+    return _classes_to_mask(ops.top_k(scores, count)[1], candidates.shape[-1])
+
+
+def uniform_negatives(batch_size: int, num_classes: int, count: int, seed):
+    """`count` distinct classes per sample, uniform over all `num_classes` (P ones per row)."""
+    return draw_negatives(ops.ones((batch_size, num_classes)), count, seed)
 
 
 def oracle_negatives(labels, num_classes: int, count: int, seed):
@@ -68,9 +87,7 @@ def oracle_negatives(labels, num_classes: int, count: int, seed):
     Returns:
       `(B, K)` float32 mask with exactly P ones per row and a zero at each true label.
     """
-    scores = random.uniform((ops.shape(labels)[0], num_classes), seed=seed)
-    scores = scores - 2.0 * ops.one_hot(labels, num_classes)  # the true class never wins
-    return _classes_to_mask(ops.top_k(scores, count)[1], num_classes)
+    return draw_negatives(1.0 - ops.one_hot(labels, num_classes), count, seed)
 
 
 def negative_error(negatives, labels):
@@ -95,15 +112,15 @@ def _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest: int):
     return closest, tf.argmax(distances, axis=-1, output_type=tf.int32)
 
 
-def nearest_neighbour_negatives(
+def nearest_neighbour_candidates(
     unlabeled_images: np.ndarray,
     labeled_images: np.ndarray,
     labeled_labels: np.ndarray,
     num_classes: int,
-    rule: str,
+    selector: str,
     chunk_size: int = 4096,
 ) -> np.ndarray:
-    """The fixed negatives of every unlabeled image by a nearest-neighbour rule.
+    """The candidate negatives of every unlabeled image by a nearest-neighbour selector.
 
     Distances are Euclidean between raw pixel vectors (uint8 values as float32), computed in
     chunks of `chunk_size` unlabeled images against all labeled images with one matrix
@@ -114,26 +131,27 @@ def nearest_neighbour_negatives(
       labeled_images: `(N_l, H, W, C)` uint8 images.
       labeled_labels: `(N_l,)` integer labels.
       num_classes: K.
-      rule: `nn_exclude`, `nn_exclude4` or `nn_furthest` (see the module docstring).
+      selector: one of `methods.NEAREST_NEIGHBOUR_SELECTORS`.
       chunk_size: unlabeled images per matrix product.
 
     Returns:
-      `(N_u, K)` float32 0/1 mask, row i the negatives of unlabeled image i.
+      `(N_u, K)` float32 0/1 mask, row i the candidates of unlabeled image i: the classes
+      outside those of its 1 or 4 nearest labeled images, or the class of its furthest.
     """
-    if rule not in NEAREST_NEIGHBOUR_SELECTORS:
+    if selector not in NEAREST_NEIGHBOUR_SELECTORS:
         raise ValueError(
-            f"unknown rule {rule!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_SELECTORS)}"
+            f"unknown selector {selector!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_SELECTORS)}"
         )
     labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
     labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
     labels = tf.constant(labeled_labels, tf.int32)
-    nearest = EXCLUDED_NEIGHBOURS.get(rule, 1)
+    excluded = EXCLUDED_NEIGHBOURS[selector]
     masks = []
     for start in range(0, len(unlabeled_images), chunk_size):
         chunk = unlabeled_images[start : start + chunk_size]
         chunk = tf.constant(chunk.reshape(len(chunk), -1), tf.float32)
-        closest, furthest = _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest)
-        if rule == "nn_furthest":
+        closest, furthest = _neighbour_ranks(chunk, labeled, labeled_sq_norms, excluded or 1)
+        if excluded is None:
             mask = tf.one_hot(tf.gather(labels, furthest), num_classes)
         else:
             mask = 1.0 - _classes_to_mask(tf.gather(labels, closest), num_classes)
@@ -146,15 +164,15 @@ class NegativeSelector:
 
     Called with the base method's detached targets `(B, K)` and `extras`, the per-image
     tensors the input pipeline carried with the unlabeled batch: `labels` `(B,)` (hidden true
-    labels, for `oracle`) and `nn_negatives` `(B, K)` (the precomputed nearest-neighbour
-    masks).
+    labels, for `oracle`) and `nn_candidates` `(B, K)` (the nearest-neighbour selectors'
+    precomputed candidates).
 
     Args:
       name: one of `methods.SELECTORS`.
       num_classes: K.
       threshold: T for `threshold` (a float or a non-trainable `keras.Variable`).
-      count: P for `uniform` and `oracle`.
-      seed_generator: a `keras.random.SeedGenerator` for `uniform` and `oracle`.
+      count: P for the selectors that draw (`uniform`, `oracle`, `nn_exclude`, `nn_exclude4`).
+      seed_generator: a `keras.random.SeedGenerator` for the drawing selectors.
     """
 
     def __init__(self, name, num_classes, threshold=None, count=1, seed_generator=None):
@@ -172,7 +190,7 @@ class NegativeSelector:
         if self.name == "oracle":
             return ("labels",)
         if self.name in NEAREST_NEIGHBOUR_SELECTORS:
-            return ("nn_negatives",)
+            return ("nn_candidates",)
         return ()
 
     def __call__(self, targets, extras):
@@ -193,4 +211,7 @@ class NegativeSelector:
             return oracle_negatives(
                 extras["labels"], self.num_classes, self.count, self.seed_generator
             )
-        return ops.cast(extras["nn_negatives"], "float32")
+        candidates = ops.cast(extras["nn_candidates"], "float32")
+        if self.name in DRAWING:
+            return draw_negatives(candidates, self.count, self.seed_generator)
+        return candidates

@@ -14,7 +14,8 @@ def _split_batch(data):
     """`((x_l, y_l), x_u)` or `(x_l, y_l)` → `(x_l, y_l, x_u or None, extras)`.
 
     `x_u` may be a dict `{"images": x_u, **extras}` whose other entries are per-image tensors
-    (hidden `labels`, precomputed `nn_negatives`); `extras` is that dict without the images.
+    (hidden `labels`, precomputed nearest-neighbour `nn_candidates`); `extras` is that dict
+    without the images.
     """
     if isinstance(data, (tuple, list)) and len(data) == 2:
         first, second = data
@@ -42,7 +43,7 @@ class SSLModel(keras.Model):
     `train_step` takes batches `((x_l, y_l), x_u)`: `x_l` `(B_l, H, W, C)` float images,
     `y_l` `(B_l,)` integer labels, `x_u` `(B_u, H, W, C)` unlabeled images (the supervised
     algorithm also accepts plain `(x_l, y_l)`). `x_u` may also be a dict `{"images": x_u,
-    "labels": (B_u,), "nn_negatives": (B_u, K)}` carrying the hidden true labels (read only by
+    "labels": (B_u,), "nn_candidates": (B_u, K)}` carrying the hidden true labels (read only by
     the `oracle` selector and the `ns3l_negative_error` diagnostic) and precomputed
     nearest-neighbour negatives. The loss is
 
@@ -53,6 +54,11 @@ class SSLModel(keras.Model):
     unlabeled sample) and, given hidden labels, `ns3l_negative_error` (% of unlabeled samples
     whose negatives include their true class); `evaluate` logs `loss`, `accuracy` and
     `error` (percent).
+
+    The model's input is the raw images; `preprocessing` maps them to network inputs (fitted
+    statistics travel with a saved model) and, in training-mode passes only, `augmentation`
+    draws a fresh random view at every call. Methods add their perturbations (VAT) between
+    the two, in preprocessed units, by calling `classify` on `preprocess`ed images.
 
     Args:
       backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
@@ -66,6 +72,12 @@ class SSLModel(keras.Model):
         unlabeled term's weight (Pseudo-Label, VAT, EntMin, NS³L); 0 for none.
       seed: seeds the model's own randomness (VAT's directions, MixUp, random selectors);
         None draws one.
+      preprocessing: a layer mapping raw images to network inputs (e.g.
+        `ns3l_tf.models.preprocessing.fit("standardize", images)`); None feeds the images to
+        the backbone as they come.
+      augmentation: a layer applied to preprocessed images in training-mode passes, redrawn at
+        every call (e.g. `ns3l_tf.models.augmentation.input_augmentation(2, False, 0.0)`);
+        None for none (augment in the input pipeline instead).
       **kwargs: method settings as `<method>_<setting>` (the CLI flag names; each method
         declares its settings, defaults and help in `ns3l_tf.methods`; those of methods the
         algorithm does not name are ignored), e.g. `ns3l_threshold=0.03` (T in (0, 1);
@@ -93,6 +105,8 @@ class SSLModel(keras.Model):
         *,
         rampup_steps: int = 0,
         seed: int | None = None,
+        preprocessing: keras.layers.Layer | None = None,
+        augmentation: keras.layers.Layer | None = None,
         **kwargs,
     ):
         spec = methods.parse_algorithm(algorithm)
@@ -110,6 +124,8 @@ class SSLModel(keras.Model):
         methods.validate_settings(values)
         methods.check_combination(algorithm, values, num_classes)
         self.backbone = backbone
+        self.preprocessing = preprocessing
+        self.augmentation = augmentation
         self.num_classes = num_classes
         self.algorithm = algorithm
         self.rampup_steps = rampup_steps
@@ -157,7 +173,7 @@ class SSLModel(keras.Model):
     @property
     def unlabeled_extra_keys(self) -> tuple[str, ...]:
         """Per-image entries of dict unlabeled batches that the train step reads: `labels`
-        (for the negative-error diagnostic; required by `oracle`) and `nn_negatives`
+        (for the negative-error diagnostic; required by `oracle`) and `nn_candidates`
         (required by the nearest-neighbour selectors). Empty when no term reads them or rows
         are mixed."""
         if not self._reads_unlabeled_extras:
@@ -174,9 +190,30 @@ class SSLModel(keras.Model):
         """Oliver et al.'s warm-up factor of the unlabeled terms at optimizer step `step`."""
         return schedules.sigmoid_rampup(step, self.rampup_steps)
 
+    def build(self, input_shape):
+        """Builds the input layers for raw images of `input_shape` `(batch, H, W, C)`."""
+        for layer in (self.preprocessing, self.augmentation):
+            if layer is not None and not layer.built:
+                layer.build(input_shape)
+
+    def preprocess(self, images):
+        """Raw `(..., H, W, C)` images → network inputs of the same shape (float32)."""
+        if self.preprocessing is None:
+            return images
+        shape = ops.shape(images)
+        flat = ops.reshape(images, (-1, *images.shape[-3:]))  # MixMatch's (B, A, H, W, C)
+        return ops.reshape(self.preprocessing(flat), shape)
+
+    def classify(self, inputs, training=False):
+        """Preprocessed `(batch, H, W, C)` inputs → `(batch, K)` float32 logits; training-mode
+        calls first draw a fresh augmentation."""
+        if training and self.augmentation is not None:
+            inputs = self.augmentation(inputs, training=True)
+        return ops.cast(self.backbone(inputs, training=training), "float32")
+
     def call(self, images, training=False):
-        """`(batch, H, W, C)` images → `(batch, K)` float32 logits."""
-        return ops.cast(self.backbone(images, training=training), "float32")
+        """Raw `(batch, H, W, C)` images → `(batch, K)` float32 logits."""
+        return self.classify(self.preprocess(images), training=training)
 
     @property
     def metrics(self):
@@ -208,6 +245,9 @@ class SSLModel(keras.Model):
             )
         if not self.uses_unlabeled_data:
             x_unlabeled = None
+        x_labeled = self.preprocess(x_labeled)
+        if x_unlabeled is not None:
+            x_unlabeled = self.preprocess(x_unlabeled)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
@@ -244,6 +284,8 @@ class SSLModel(keras.Model):
         config = {
             **super().get_config(),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessing": keras.saving.serialize_keras_object(self.preprocessing),
+            "augmentation": keras.saving.serialize_keras_object(self.augmentation),
             "num_classes": self.num_classes,
             "algorithm": self.algorithm,
             "rampup_steps": self.rampup_steps,
@@ -260,7 +302,8 @@ class SSLModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        for layer in ("backbone", "preprocessing", "augmentation"):
+            config[layer] = keras.saving.deserialize_keras_object(config.get(layer))
         return cls(**config)
 
 

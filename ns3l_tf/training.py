@@ -49,19 +49,19 @@ def run(
     num_replicas = strategy.num_replicas_in_sync
     experiment.check_divisible(config, num_replicas)
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = experiment.build_model(config, num_replicas)
     start = time.time()
+    with strategy.scope():
+        model = experiment.build_model(config, data, num_replicas)
     extras = experiment.unlabeled_extras(model, data, config)
     preprocessing_seconds = time.time() - start
-    if "nn_negatives" in extras:
+    if "nn_candidates" in extras:
         logging.info(
-            "%s negatives of %d unlabeled x %d labeled images: %.1f s, %.2f per image",
+            "%s candidates of %d unlabeled x %d labeled images: %.1f s, %.2f classes per image",
             config.methods["ns3l"].selector,
             len(data.unlabeled_images),
             len(data.labeled_images),
             preprocessing_seconds,
-            extras["nn_negatives"].sum(axis=1).mean(),
+            extras["nn_candidates"].sum(axis=1).mean(),
         )
     datasets = experiment.build_datasets(config, model, data, extras)
 

@@ -49,7 +49,7 @@ class NS3LHyperModel(kt.HyperModel):
         return self.config.replace(ns3l_threshold=threshold, ns3l_weight=weight)
 
     def build(self, hp):
-        return experiment.build_model(self.trial_config(hp))  # built: best models reload
+        return experiment.build_model(self.trial_config(hp), self.data)  # built: reloads
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
         config = self.trial_config(hp)
@@ -157,9 +157,7 @@ def run(
     search.search(verbose=verbose)
     rows = trial_table(search, config)
     best_model = search.get_best_models(1)[0]
-    test_ds = data_lib.eval_dataset(
-        data, data.test_images, data.test_labels, config.eval_batch_size
-    )
+    test_ds = data_lib.eval_dataset(data.test_images, data.test_labels, config.eval_batch_size)
     swap = [keras.callbacks.SwapEMAWeights()] if config.ema_decay > 0 else []
     test = best_model.evaluate(test_ds, verbose=0, return_dict=True, callbacks=swap)
     test_error = float(test["error"])
@@ -173,16 +171,6 @@ def run(
         "seconds_this_invocation": round(time.time() - start, 1),
     }
     io_utils.write_json(os.path.join(directory, "trials.json"), results)
-    for name, text in (
-        ("trials.md", markdown(rows, test_error, tuner)),
-        ("best.cfg", best_flagfile(config, best)),
-    ):
-        io_utils.atomic_write(
-            os.path.join(directory, name), lambda path, text=text: _write_text(path, text)
-        )
+    io_utils.write_text(os.path.join(directory, "trials.md"), markdown(rows, test_error, tuner))
+    io_utils.write_text(os.path.join(directory, "best.cfg"), best_flagfile(config, best))
     return results
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)

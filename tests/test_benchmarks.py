@@ -1,6 +1,8 @@
 """The Table 5 benchmark: its rows are valid runs, and its report says what the runs said."""
 
+import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -12,89 +14,179 @@ from ns3l_tf.config import config_from_flags
 from .conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import budget_ablation  # noqa: E402
+import common  # noqa: E402
+import step_time  # noqa: E402
 import table5  # noqa: E402
 
 EXPECTED_NEGATIVES = {
-    "supervised": ("threshold", 0.0),
-    "uniform1": ("uniform", 1.0),
-    "uniform3": ("uniform", 1.0),
-    "nn_exclude": ("nn_exclude", 1.0),
-    "nn_exclude4": ("nn_exclude4", 1.0),
-    "nn_furthest": ("nn_furthest", 1.0),
-    "threshold_003": ("threshold", 1.0),
-    "threshold_005": ("threshold", 1.0),
-    "oracle1": ("oracle", 1.0),
-    "oracle3": ("oracle", 1.0),
+    "supervised": ("threshold", 0.0, 1),
+    "uniform1": ("uniform", 1.0, 1),
+    "uniform3": ("uniform", 1.0, 3),
+    "nn_exclude": ("nn_exclude", 1.0, 1),
+    "nn_exclude4": ("nn_exclude4", 1.0, 1),
+    "nn_furthest": ("nn_furthest", 1.0, 1),
+    "threshold_003": ("threshold", 1.0, 1),
+    "threshold_005": ("threshold", 1.0, 1),
+    "oracle1": ("oracle", 1.0, 1),
+    "oracle3": ("oracle", 1.0, 3),
 }
 
 
 @pytest.mark.parametrize("row", list(table5.ROWS))
 def test_every_table5_row_is_a_valid_run_of_the_papers_setting(row, saved_flags, monkeypatch):
+    calls = []
+    monkeypatch.setattr(common, "run_cli", lambda flags, output_dir: calls.append(flags) or {})
+    common.table5_run(row, 2, 12000, 4, "mixed_bfloat16", "/runs")
     monkeypatch.chdir(REPO_ROOT)
     saved_flags.unparse_flags()
-    cli.parse_flags(["prog", *table5.row_flags(row), "--seed=2"])
+    cli.parse_flags(["prog", *calls[0]])
     config = config_from_flags()
     ns3l = config.methods["ns3l"]
-    assert (ns3l.selector, ns3l.weight) == EXPECTED_NEGATIVES[row]
+    assert (ns3l.selector, ns3l.weight, ns3l.num_negatives) == EXPECTED_NEGATIVES[row]
     assert (config.dataset, config.model, config.num_labeled) == (
         "fashion_mnist",
         "small_cnn",
         2000,
     )
-    assert config.validation_size == 0  # 58,000 unlabeled images, as in the paper
-    assert ns3l.num_negatives == (3 if row.endswith("3") and "threshold" not in row else 1)
+    assert config.validation_size == 5000 and config.seed == 4
+    assert (config.train_steps, config.lr_decay_step, config.eval_every) == (12000, 8000, 2000)
+    assert config.precision == "mixed_bfloat16" and config.augments_in_model
+    assert ns3l.views == 2
     assert config.threshold == {"threshold_005": 0.05}.get(row, 0.03)
 
 
-def _fake_results(test_error, negatives=None, negative_error=None, preprocessing=0.0):
+def test_budgets_decay_after_two_thirds_and_evaluate_about_six_times():
+    assert common.budget_flags(1560) == [
+        "--train_steps=1560",
+        "--lr_decay_step=1040",
+        "--eval_every=260",
+    ]
+    assert common.budget_flags(5000)[1:] == ["--lr_decay_step=3333", "--eval_every=625"]
+    assert common.budget_flags(4)[2] == "--eval_every=1"
+
+
+def _fake_results(test_error, val_error=20.0, negatives=None, negative_error=None):
     record = {"step": 1200, "test_error": test_error}
     if negatives is not None:
         record.update(ns3l_negatives=negatives, ns3l_negative_error=negative_error)
     return {
         "test_error": test_error,
+        "final_val_error": val_error,
         "seconds": 100.0,
-        "preprocessing_seconds": preprocessing,
+        "preprocessing_seconds": 2.5 if negatives == 1.0 else 0.0,
+        "flags": {"lr_decay_step": 800},
         "history": [record],
     }
 
 
 def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
     runs = {
-        "supervised": [_fake_results(17.0), _fake_results(18.0)],
-        "nn_furthest": [_fake_results(16.0, 1.0, 5.0, 2.5), _fake_results(16.5, 1.0, 4.0, 2.5)],
-    }
-    report = {
-        "seeds": [1, 2],
-        "train_steps": 1200,
-        "lr_decay_step": 800,
-        "machine": "x86_64, 2 cores",
-        "num_runs": 4,
-        "training_seconds_all_runs": 400,
-        "rows": {
-            row: {
-                "label": table5.ROWS[row][0],
-                "paper": table5.ROWS[row][1],
-                **table5.summarize(r, runs["supervised"] if row != "supervised" else None),
-            }
-            for row, r in runs.items()
+        "supervised": {1: _fake_results(17.0), 2: _fake_results(18.0), 3: _fake_results(19.0)},
+        "nn_furthest": {
+            1: _fake_results(16.0, 19.0, 1.0, 5.0),
+            2: _fake_results(16.5, 18.0, 1.0, 4.0),
         },
     }
-    assert report["rows"]["supervised"]["test_error"] == pytest.approx((17.5, np.sqrt(0.5)))
+    report = table5.build_report(runs, 1200, 2, "mixed_bfloat16", 60.0)
+    assert report["rows"]["supervised"]["test_error"] == pytest.approx((18.0, 1.0))
     assert "ns3l_negatives" not in report["rows"]["supervised"]
-    assert report["rows"]["nn_furthest"]["ns3l_negative_error"] == pytest.approx(
-        (4.5, np.sqrt(0.5))
-    )
+    nn = report["rows"]["nn_furthest"]
+    assert nn["ns3l_negative_error"] == pytest.approx((4.5, np.sqrt(0.5)))
+    # Paired by seed over the seeds both rows have: 16.0 - 17.0 = -1.0, 16.5 - 18.0 = -1.5.
+    assert nn["paired_seeds"] == [1, 2]
+    assert nn["paired_difference_to_supervised"] == pytest.approx((-1.25, np.sqrt(0.125)))
+    assert nn["paired_val_difference_to_supervised"] == pytest.approx((-1.5, np.sqrt(0.5)))
     table5.write_report(report, str(tmp_path / "table5"))
     table = (tmp_path / "table5.md").read_text().splitlines()
-    # Paired by seed: 16.0 - 17.0 = -1.0 and 16.5 - 18.0 = -1.5.
-    assert report["rows"]["nn_furthest"]["paired_difference_to_supervised"] == pytest.approx(
-        (-1.25, np.sqrt(0.125))
-    )
-    assert "| Supervised | 17.50 ± 0.71 | 17.25 ± 0.22 | – | – | – | 100 |" in table
+    assert "| Supervised | 3 | 18.00 ± 1.00 | 17.25 ± 0.22 | – | – | – | 100 |" in table
     assert (
-        "| Furthest class with NN | 16.25 ± 0.35 | 16.76 ± 0.15 | -1.25 ± 0.35 | 1.00 ± 0.00 | "
-        "4.50 ± 0.71 | 100 (+2.5 NN masks) |"
+        "| Furthest class with NN - 1 | 2 | 16.25 ± 0.35 | 16.76 ± 0.15 | -1.25 ± 0.35 | "
+        "1.00 ± 0.00 | 4.50 ± 0.71 | 100 (+2.5 preprocessing) |"
     ) in table
-    assert "all 4 runs took 7 min of training" in table[2]
+    assert "all 5 runs took 0.1 h of training" in table[2]
     assert (tmp_path / "table5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["table5.json", "table5.md", "table5.png"]
+
+
+def test_budget_ablation_pairs_each_form_with_supervised():
+    runs = {
+        (1560, "supervised", 1): {1: _fake_results(17.0, 18.0), 2: _fake_results(18.0, 19.0)},
+        (1560, "oracle3", 2): {1: _fake_results(15.0, 16.5, 3.0, 0.0)},
+    }
+    forms = budget_ablation.summarize(runs)["1560"]
+    assert forms["oracle3_views2"]["label"] == "Oracle - 3, 2 views"
+    assert forms["oracle3_views2"]["test_minus_supervised"] == pytest.approx((-2.0, 0.0))
+    assert forms["oracle3_views2"]["val_minus_supervised"] == pytest.approx((-1.5, 0.0))
+    assert forms["supervised"]["test_error"] == pytest.approx((17.5, np.sqrt(0.5)))
+
+
+def _script(name, *argv, timeout=600):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "benchmarks", name), *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.large
+def test_step_time_runs_every_algorithm(tmp_path):
+    _script(
+        "step_time.py",
+        "--models=small_cnn",
+        "--precisions=float32",
+        "--steps=1",
+        "--batch_size=4",
+        f"--results_dir={tmp_path}",
+    )
+    report = json.loads((tmp_path / "step_time.json").read_text())
+    assert [r["algorithm"] for r in report["rows"]] == step_time.ALGORITHMS
+    for row in report["rows"]:
+        assert row["seconds_per_step"] > 0 and row["gflops_per_step"] > 0
+    supervised = report["rows"][0]["gflops_per_step"]
+    # A supervised step is one forward and backward pass of 4 images: 3 x 36.6 MFLOP each.
+    assert supervised == pytest.approx(4 * 3 * 0.0366, rel=0.05)
+    assert report["matmul_roof_gflops"]["float32"] > 0
+
+
+@pytest.mark.large
+def test_input_pipeline_runs(tmp_path):
+    _script("input_pipeline.py", "--batches=3", "--step_batches=1", f"--results_dir={tmp_path}")
+    report = json.loads((tmp_path / "input_pipeline.json").read_text())
+    assert report["pipeline_images_per_second"] > 0 and report["step_images_per_second"] > 0
+
+
+@pytest.mark.large
+def test_table5_and_the_ablation_run_and_share_runs(tmp_path):
+    tiny = ["--precision=float32", "--seeds=1", f"--runs_dir={tmp_path / 'runs'}"]
+    tiny += [f"--results_dir={tmp_path}", "--extra_flags=--eval_every=4"]
+    _script("budget_ablation.py", "--budgets=4", "--forms=supervised:1,oracle3:2", *tiny)
+    ablation = json.loads((tmp_path / "budget_ablation.json").read_text())
+    assert set(ablation["budgets"]["4"]) == {"supervised", "oracle3_views2"}
+    runs = sorted(os.listdir(tmp_path / "runs"))
+    assert runs == ["oracle3_views2_4steps_seed1", "supervised_4steps_seed1"]
+    _script("table5.py", "--steps=4", "--views=2", "--rows=supervised,oracle3,nn_exclude", *tiny)
+    table = json.loads((tmp_path / "table5.json").read_text())
+    assert set(table["rows"]) == {"supervised", "oracle3", "nn_exclude"}
+    assert table["rows"]["nn_exclude"]["ns3l_negatives"][0] == pytest.approx(1.0)
+    assert len(os.listdir(tmp_path / "runs")) == 3  # supervised and oracle3 were reused
+    assert (tmp_path / "table5.png").exists() and (tmp_path / "budget_ablation.png").exists()
+
+
+@pytest.mark.large
+def test_fmnist_2000_benchmark_runs(tmp_path):
+    _script(
+        "fmnist_2000.py",
+        "--rows=supervised",
+        "--seeds=1",
+        "--train_steps=4",
+        "--extra_flags=--eval_every=4,--lr_decay_step=0",
+        f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path}",
+    )
+    rows = json.loads((tmp_path / "fmnist_2000_ns3l_vs_supervised.json").read_text())["rows"]
+    assert list(rows) == ["supervised (float32)"]

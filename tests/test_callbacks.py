@@ -10,6 +10,7 @@ from ns3l_tf import SSLModel, experiment, models
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import EvaluationHistory
 from ns3l_tf.config import Config
+from ns3l_tf.models import preprocessing
 
 
 class _RawTestError(keras.callbacks.Callback):
@@ -27,11 +28,12 @@ class _RawTestError(keras.callbacks.Callback):
 
 def test_test_split_is_evaluated_with_the_ema_weights(small_data):
     keras.utils.set_random_seed(0)
-    model = SSLModel(models.small_cnn(), 10, algorithm="supervised")
+    standardize = preprocessing.standardize(small_data.mean, small_data.std)
+    model = SSLModel(models.small_cnn(), 10, algorithm="supervised", preprocessing=standardize)
     model.compile(optimizer=keras.optimizers.Adam(3e-3, use_ema=True, ema_momentum=0.9))
     model(np.zeros((1, 28, 28, 1), "float32"))
     train_ds = data_lib.train_dataset(small_data, 32, 0, seed=0)
-    test = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels)
+    test = data_lib.eval_dataset(small_data.test_images, small_data.test_labels)
     history = EvaluationHistory(test, steps_per_epoch=15, use_ema=True)
     raw = _RawTestError(test)
     model.fit(

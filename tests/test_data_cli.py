@@ -7,23 +7,27 @@ import numpy as np
 import tensorflow as tf
 
 from ns3l_tf import data as data_lib
+from ns3l_tf.config import Config
 from ns3l_tf.inspect_data import augmentation_grid, describe
 
 from .conftest import REPO_ROOT
 
 
 def test_describe_lists_sizes_counts_and_digest(small_data):
-    text = describe(small_data)
+    text = describe(small_data, Config())
     assert "labeled     500\n" in text and "unlabeled   4000\n" in text
     assert "validation  500\n" in text and "test        1000\n" in text
     counts = np.bincount(small_data.labeled_labels, minlength=10)
     assert "labeled per class  " + " ".join(f"{k}:{n}" for k, n in enumerate(counts)) in text
     assert small_data.labeled_digest() in text
-    assert "translate ±2 px (reflect), no flips" in text
+    assert "preprocessing      standardize (inside the model)" in text
+    assert "inside the model, every pass: translate ±2 px (reflect), no flips" in text
+    text = describe(small_data, Config(algorithm="mixmatch", unlabeled_batch_size=64))
+    assert "augmentation       in the pipeline: translate ±2 px (reflect), no flips" in text
 
 
 def test_grid_holds_originals_then_augmentations(small_data):
-    grid = augmentation_grid(small_data, columns=3, rows=2, seed=0)
+    grid = augmentation_grid(small_data, columns=3, rows=2, seed=0, max_translation=2, flip=False)
     scale = 192 // 28
     assert grid.shape == (3 * 30 * scale, 3 * 30 * scale, 1) and grid.dtype == np.uint8
     first = grid[scale : 29 * scale : scale, scale : 29 * scale : scale, 0]  # top-left cell

@@ -74,3 +74,38 @@ def test_protocols(saved_flags, monkeypatch):
     mixmatch = _config("cifar10_250_mixmatch", saved_flags, monkeypatch)
     assert (mixmatch.train_steps, mixmatch.eval_every) == (300 * 1024, 1024)
     assert (mixmatch.lr_decay_step, mixmatch.methods["mixmatch"].rampup_steps) == (0, 16384)
+
+
+@pytest.mark.parametrize(
+    "name, preprocessing, in_model, translate, flips, noise, model",
+    [
+        ("cifar10_4000_vat", "gcn_zca", True, 2, True, 0.15, "wrn28_2"),
+        ("cifar100_10000_ns3l", "gcn_zca", True, 2, True, 0.15, "wrn28_2"),
+        ("svhn_1000_vat_ns3l", "rescale", True, 2, False, 0.0, "wrn28_2"),
+        ("cifar10_250_mixmatch", "rescale", False, 4, True, 0.0, "wrn28_2"),
+        ("svhn_250_mixmatch_ns3l", "rescale", False, 4, False, 0.0, "wrn28_2"),
+        ("stl10_1000_mixmatch", "rescale", False, 12, True, 0.0, "wrn_stl10"),
+        ("fmnist_2000", "standardize", True, 2, False, 0.0, "small_cnn"),
+        ("fmnist_2000_mixmatch_ns3l", "standardize", False, 2, False, 0.0, "small_cnn"),
+    ],
+)
+def test_each_protocol_feeds_its_references_inputs(
+    name, preprocessing, in_model, translate, flips, noise, model, saved_flags, monkeypatch
+):
+    config = _config(name, saved_flags, monkeypatch)
+    assert (config.preprocessing, config.augments_in_model) == (preprocessing, in_model)
+    assert (config.max_translation, config.flips, config.input_noise) == (translate, flips, noise)
+    assert config.model == model
+
+
+@pytest.mark.parametrize(
+    "name, views",
+    [
+        ("cifar10_4000_ns3l", 2),
+        ("svhn_1000_vat_ns3l", 2),
+        ("fmnist_2000", 2),
+        ("svhn_250_mixmatch_ns3l", 1),
+    ],
+)
+def test_ns3l_takes_the_authors_second_view_outside_mixmatch(name, views, saved_flags, monkeypatch):
+    assert _config(name, saved_flags, monkeypatch).methods["ns3l"].views == views

@@ -34,6 +34,19 @@ def test_small_cnn_parameter_count_and_output():
     assert logits.shape == (3, 10)
 
 
+def test_wrn_stl10_has_mixmatchs_four_groups():
+    model = models.wrn_stl10(num_classes=10)
+    shortcuts = [
+        layer.filters
+        for layer in model.layers
+        if layer.__class__.__name__ == "Conv2D" and layer.kernel_size == (1, 1)
+    ]
+    assert shortcuts == [32, 64, 128, 256]  # --scales=4: filters 32 << scale
+    last_unit = [layer for layer in model.layers if layer.__class__.__name__ == "Add"][-1]
+    assert last_unit.output.shape == (None, 12, 12, 256)  # 96 → 48 → 24 → 12
+    assert model.count_params() == 5_937_146
+
+
 def test_build_backbone_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown model 'resnet'; allowed: small_cnn, wrn28_2"):
         models.build_backbone("resnet", 10, (28, 28, 1))

@@ -68,20 +68,22 @@ def _brute_force(unlabeled, labeled, labels, num_classes, rule):
             mask[i, labels[order[-1]]] = 1.0
         else:
             mask[i] = 1.0
-            mask[i, labels[order[: {"nn_exclude": 1, "nn_exclude4": 4}[rule]]]] = 0.0
+            mask[i, labels[order[: negatives.EXCLUDED_NEIGHBOURS[rule]]]] = 0.0
     return mask
 
 
 @pytest.mark.parametrize("rule", methods.NEAREST_NEIGHBOUR_SELECTORS)
-def test_nearest_neighbour_masks_match_brute_force(rule, rng):
+def test_nearest_neighbour_candidates_match_brute_force(rule, rng):
     unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
     labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
     labels = rng.integers(0, 5, 40)
-    mask = negatives.nearest_neighbour_negatives(unlabeled, labeled, labels, 5, rule, chunk_size=64)
+    mask = negatives.nearest_neighbour_candidates(
+        unlabeled, labeled, labels, 5, rule, chunk_size=64
+    )
     expected = _brute_force(unlabeled, labeled, labels, 5, rule)
     np.testing.assert_array_equal(mask, expected)
     counts = mask.sum(axis=1)
-    if rule == "nn_exclude":
+    if rule in ("nn_exclude", "nn_exclude_all"):
         np.testing.assert_array_equal(counts, 4)
     elif rule == "nn_furthest":
         np.testing.assert_array_equal(counts, 1)
@@ -92,10 +94,41 @@ def test_nearest_neighbour_masks_match_brute_force(rule, rng):
 def test_nearest_neighbour_of_a_labeled_image_is_itself():
     images = np.arange(4 * 9, dtype=np.uint8).reshape(4, 3, 3, 1) * 7
     labels = np.array([0, 1, 2, 1])
-    mask = negatives.nearest_neighbour_negatives(images, images, labels, 3, "nn_exclude")
+    mask = negatives.nearest_neighbour_candidates(images, images, labels, 3, "nn_exclude")
     np.testing.assert_array_equal(mask, 1.0 - np.eye(3)[labels])
-    furthest = negatives.nearest_neighbour_negatives(images, images, labels, 3, "nn_furthest")
+    furthest = negatives.nearest_neighbour_candidates(images, images, labels, 3, "nn_furthest")
     np.testing.assert_array_equal(furthest.argmax(1), [1, 1, 0, 0])  # the opposite end
+
+
+@pytest.mark.parametrize("selector", ["nn_exclude", "nn_exclude4"])
+def test_nn_dash_1_draws_one_negative_never_an_excluded_class(selector, rng):
+    # The paper's "Exclude class of NN - 1" and "Exclude 4 nearest classes with NN - 1".
+    candidates = np.ones((500, 10), np.float32)
+    excluded = rng.integers(0, 10, (500, 4 if selector == "nn_exclude4" else 1))
+    np.put_along_axis(candidates, excluded, 0.0, axis=1)
+    chooser = NegativeSelector(selector, 10, seed_generator=keras.random.SeedGenerator(3))
+    masks = [np.asarray(chooser(np.zeros((500, 10)), {"nn_candidates": candidates}))]
+    masks.append(np.asarray(chooser(np.zeros((500, 10)), {"nn_candidates": candidates})))
+    for mask in masks:
+        np.testing.assert_array_equal(mask.sum(axis=1), 1.0)  # exactly one negative
+        assert not (mask * (1.0 - candidates)).any()  # never an excluded class
+    assert (masks[0] != masks[1]).any()  # drawn afresh at every step
+    # Uniform over the candidates: each of a row's 9 candidates about 1/9 of the time.
+    draws = np.stack(
+        [np.asarray(chooser(np.zeros((500, 10)), {"nn_candidates": candidates})) for _ in range(40)]
+    )
+    if selector == "nn_exclude":
+        shares = draws.mean(axis=0)[candidates == 1.0]
+        assert abs(shares.mean() - 1 / 9) < 0.005 and shares.std() < 0.07
+
+
+def test_nn_all_and_furthest_selectors_take_every_candidate():
+    candidates = np.array([[0, 1, 1, 0], [1, 0, 0, 0]], np.float32)
+    for selector in ("nn_exclude_all", "nn_exclude4_all", "nn_furthest"):
+        chooser = NegativeSelector(selector, 4)
+        np.testing.assert_array_equal(
+            chooser(np.zeros((2, 4)), {"nn_candidates": candidates}), candidates
+        )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +159,7 @@ def test_selector_refuses_an_unknown_name():
         NegativeSelector("random", num_classes=10)
 
 
-@pytest.mark.parametrize("name, key", [("oracle", "labels"), ("nn_exclude", "nn_negatives")])
+@pytest.mark.parametrize("name, key", [("oracle", "labels"), ("nn_exclude", "nn_candidates")])
 def test_selector_without_its_extras_is_refused(name, key):
     selector = NegativeSelector(name, 10, seed_generator=keras.random.SeedGenerator(0))
     with pytest.raises(ValueError, match=f"{name} negatives need the unlabeled batch's '{key}'"):
@@ -139,14 +172,14 @@ def test_train_step_uses_given_negatives_and_reports_their_error(small_data):
         [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1] * 9 + [0], [0] * 9 + [1], [1] * 5 + [0] * 5], "f"
     )
     labels = np.array([1, 4, 9, 7], "int32")  # rows 0, 1 and 2 include their true class
-    model = build("ns3l", ns3l_selector="nn_exclude", learning_rate=0.0)
-    assert model.unlabeled_extra_keys == ("labels", "nn_negatives")
+    model = build("ns3l", ns3l_selector="nn_exclude_all", learning_rate=0.0)
+    assert model.unlabeled_extra_keys == ("labels", "nn_candidates")
     logits = model.backbone(np.concatenate([x_l, x_u]), training=True).numpy()[16:]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     expected_loss = np.mean(-np.log(np.clip(1 - (masks * probs).sum(-1), 1e-8, 1)))
 
-    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels, "nn_negatives": masks}))
+    logs = model.train_step(((x_l, y_l), {"images": x_u, "labels": labels, "nn_candidates": masks}))
     assert float(logs["ns3l_negatives"]) == pytest.approx((2 + 9 + 1 + 5) / 4)
     assert float(logs["ns3l_negative_error"]) == pytest.approx(75.0)
     assert float(logs["ns3l_loss"]) == pytest.approx(expected_loss, rel=1e-4)
@@ -187,16 +220,16 @@ def test_pipeline_carries_each_images_extras(small_data):
     tags = np.arange(n) % 256
     images = np.broadcast_to(tags[:, None, None, None], (n, 28, 28, 1)).astype(np.uint8)
     data = dataclasses.replace(small_data, unlabeled_images=images)
-    extras = {"labels": tags.astype(np.int32), "nn_negatives": np.eye(10, dtype="f")[tags % 10]}
+    extras = {"labels": tags.astype(np.int32), "nn_candidates": np.eye(10, dtype="f")[tags % 10]}
     stream = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_extras=extras)
     for _, x_u in stream.take(3):
-        assert set(x_u) == {"images", "labels", "nn_negatives"}
+        assert set(x_u) == {"images", "labels", "nn_candidates"}
         assert x_u["images"].shape == (32, 28, 28, 1)
-        pixels = x_u["images"].numpy() * data.std[0] + data.mean[0]
-        np.testing.assert_allclose(pixels.max(axis=(1, 2, 3)), pixels.min(axis=(1, 2, 3)))
-        arrived = np.round(pixels[:, 0, 0, 0] * 255).astype(int)
+        pixels = x_u["images"].numpy()
+        np.testing.assert_array_equal(pixels.max(axis=(1, 2, 3)), pixels.min(axis=(1, 2, 3)))
+        arrived = pixels[:, 0, 0, 0].astype(int)
         np.testing.assert_array_equal(arrived, x_u["labels"].numpy())
-        np.testing.assert_array_equal(x_u["nn_negatives"].numpy().argmax(1), arrived % 10)
+        np.testing.assert_array_equal(x_u["nn_candidates"].numpy().argmax(1), arrived % 10)
     # Carrying extras does not change which images come, nor their order (a fresh stream:
     # each new iterator of a stream reshuffles).
     fresh = data_lib.train_dataset(data, 8, 32, seed=1, unlabeled_extras=extras)

@@ -1,4 +1,4 @@
-"""tf.data streams: batch structure, determinism, augmentation, normalisation."""
+"""tf.data streams: batch structure, determinism, augmentation; raw images throughout."""
 
 import dataclasses
 
@@ -17,9 +17,9 @@ def _take(ds, n):
 def test_paired_batch_structure(small_data):
     ds = data_lib.train_dataset(small_data, batch_size=16, unlabeled_batch_size=48, seed=0)
     (x_l, y_l), x_u = next(iter(ds))
-    assert x_l.shape == (16, 28, 28, 1) and x_l.dtype == tf.float32
+    assert x_l.shape == (16, 28, 28, 1) and x_l.dtype == tf.uint8
     assert y_l.shape == (16,) and y_l.dtype == tf.int64
-    assert x_u.shape == (48, 28, 28, 1) and x_u.dtype == tf.float32
+    assert x_u.shape == (48, 28, 28, 1) and x_u.dtype == tf.uint8
     assert ds.element_spec[1].shape == (48, 28, 28, 1)  # static: drop_remainder
 
 
@@ -52,16 +52,24 @@ def test_each_stream_draws_from_its_own_pool(small_data):
     )
     ds = data_lib.train_dataset(marked, batch_size=8, unlabeled_batch_size=8, seed=0)
     for (x_l, _), x_u in _take(ds, 5):
-        np.testing.assert_allclose(
-            x_l, np.broadcast_to(-marked.mean / marked.std, x_l.shape), rtol=1e-5
-        )
-        np.testing.assert_allclose(
-            x_u, np.broadcast_to((1 - marked.mean) / marked.std, x_u.shape), rtol=1e-5
-        )
+        np.testing.assert_array_equal(x_l, 0)
+        np.testing.assert_array_equal(x_u, 255)
+
+
+def test_augmentation_can_be_left_to_the_model(small_data):
+    ds = data_lib.train_dataset(small_data, 8, 8, seed=0, max_translation=0, flip=False)
+    plain = data_lib.train_dataset(small_data, 8, 8, seed=0)
+    for ((x_l, _), _), ((a_l, _), _) in zip(_take(ds, 3), _take(plain, 3)):
+        # Every raw image arrives as stored (the labeled pool, in some order) ...
+        stored = {img.tobytes() for img in small_data.labeled_images}
+        assert all(img.tobytes() in stored for img in x_l)
+        # ... where the default stream translates them (Fashion-MNIST: ±2 px).
+        assert not all(img.tobytes() in stored for img in a_l)
 
 
 def test_translation_is_a_reflect_padded_crop_and_never_flips():
-    images = tf.random.stateless_uniform((16, 28, 28, 1), (1, 2))
+    images = tf.random.stateless_uniform((16, 28, 28, 1), (1, 2), maxval=256, dtype=tf.int32)
+    images = tf.cast(images, tf.uint8)
     out = augment.augment(images, tf.constant([3, 4]), max_translation=2, flip=False).numpy()
     offsets = []
     for image, shifted in zip(images.numpy(), out):
@@ -86,13 +94,12 @@ def test_flip_flips_about_half_the_batch():
     assert 70 < sum(flipped) < 130
 
 
-def test_eval_stream_is_normalised_with_training_statistics(small_data):
-    ds = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels, 250)
+def test_eval_stream_is_the_raw_images_in_order(small_data):
+    ds = data_lib.eval_dataset(small_data.test_images, small_data.test_labels, 250)
     batches = _take(ds, 10)
     assert len(batches) == 4  # 1,000 test images, nothing dropped
-    x = batches[0][0]
-    expected = (small_data.test_images[:250] / 255.0 - small_data.mean) / small_data.std
-    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), small_data.test_images)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), small_data.test_labels)
 
 
 def test_training_pool_statistics(small_data):

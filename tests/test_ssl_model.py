@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ns3l_tf import SSLModel, models
 from ns3l_tf import data as data_lib
+from ns3l_tf.models import preprocessing
 
 from .methods.method_checks import fixed_batch
 
@@ -70,13 +71,13 @@ def test_threshold_is_a_variable_read_by_the_compiled_step(small_data):
 
 
 def test_metrics_reported_by_fit_and_evaluate(small_data):
-    model = _model()
+    model = _model(preprocessing=preprocessing.standardize(small_data.mean, small_data.std))
     train_metrics = [m.name for m in model.metrics]
     assert train_metrics == [
         *("loss", "sup_loss", "ns3l_loss", "ns3l_negatives", "ns3l_negative_error"),
         *("accuracy", "error"),
     ]
-    val = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels, 500)
+    val = data_lib.eval_dataset(small_data.test_images, small_data.test_labels, 500)
     result = model.evaluate(val, verbose=0, return_dict=True)
     assert sorted(result) == ["accuracy", "error", "loss"]
     assert result["error"] == pytest.approx(100 * (1 - result["accuracy"]), abs=1e-4)
@@ -149,13 +150,19 @@ def test_save_and_load_round_trip(small_data, tmp_path):
 def test_short_real_training_run_learns(small_data):
     """NS³L on a real Fashion-MNIST subset: the loss falls, test accuracy ≫ 10%."""
     keras.utils.set_random_seed(0)
-    model = SSLModel(models.small_cnn(), 10, algorithm="ns3l", ns3l_threshold=0.03)
+    model = SSLModel(
+        models.small_cnn(),
+        10,
+        algorithm="ns3l",
+        ns3l_threshold=0.03,
+        preprocessing=preprocessing.standardize(small_data.mean, small_data.std),
+    )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     train = data_lib.train_dataset(small_data, batch_size=32, unlabeled_batch_size=32, seed=0)
     history = model.fit(train, steps_per_epoch=60, epochs=5, verbose=0, shuffle=False).history
     assert history["loss"][-1] < 0.6 * history["loss"][0]
     assert history["ns3l_negatives"][-1] > history["ns3l_negatives"][0]
-    test = data_lib.eval_dataset(small_data, small_data.test_images, small_data.test_labels)
+    test = data_lib.eval_dataset(small_data.test_images, small_data.test_labels)
     result = model.evaluate(test, verbose=0, return_dict=True)
     assert result["accuracy"] > 0.6, result  # chance is 0.1
     assert math.isfinite(result["loss"])

@@ -43,6 +43,15 @@ BAD_FLAGS = [
         ["--algorithm=mixmatch", "--unlabeled_batch_size=32"],
         "--unlabeled_batch_size=32: must equal --batch_size=64 for mixmatch",
     ),
+    (
+        ["--algorithm=mixmatch", "--augment=model"],
+        "--augment=model: mixmatch draws its augmentations in the input pipeline",
+    ),
+    (
+        ["--augment=pipeline", "--input_noise=0.15"],
+        "--input_noise=0.15: Gaussian input noise is drawn inside the model",
+    ),
+    (["--preprocessing=whiten"], "--preprocessing=whiten: unknown preprocessing; allowed:"),
     (["--num_labeled=abc"], "flag --num_labeled=abc: invalid literal"),
     (["--treshold=0.1"], "Unknown command line flag 'treshold'"),
     (["--flagfile=flags/missing.cfg"], "flags/missing.cfg"),

@@ -56,6 +56,12 @@ class SSLData:
     extra_size: int = 0
 
     @property
+    def training_images(self) -> np.ndarray:
+        """The in-memory training pool, labeled then unlabeled images: what input
+        preprocessing is fitted on."""
+        return np.concatenate([self.labeled_images, self.unlabeled_images])
+
+    @property
     def num_unlabeled(self) -> int:
         """Unlabeled images per pass: the in-memory pool plus the extra split."""
         return len(self.unlabeled_images) + self.extra_size

@@ -1,16 +1,12 @@
-"""Batched, stateless, in-graph preprocessing and augmentation (SPEC.md §4).
+"""Batched, stateless, in-graph augmentation of the input pipeline (SPEC.md §4).
 
-All functions take a whole batch `(B, H, W, C)` and a stateless seed `(2,)` int tensor, so
-the same seed gives the same batch on every run and `tf.data` can map them in parallel.
+All functions take a whole batch `(B, H, W, C)` of any dtype (raw uint8 images here) and a
+stateless seed `(2,)` int tensor, so the same seed gives the same batch on every run and
+`tf.data` can map them in parallel. Augmentation inside the model, redrawn at every forward
+pass, is `ns3l_tf.models.augmentation`.
 """
 
 import tensorflow as tf
-
-
-def normalize(images, mean, std):
-    """uint8 images → float32 `(x / 255 − mean) / std`, with per-channel `mean`, `std` `(C,)`."""
-    scaled = tf.cast(images, tf.float32) / 255.0
-    return (scaled - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
 def random_translate(images, max_shift: int, seed):
@@ -18,7 +14,8 @@ def random_translate(images, max_shift: int, seed):
 
     Args:
       images: `(B, H, W, C)` float images.
-      max_shift: largest shift in pixels (2 for 28×28 and 32×32, 4 for 96×96).
+      max_shift: largest shift in pixels (2 in Oliver et al.; 4 on 32×32 and 12 on 96×96
+        images in MixMatch).
       seed: `(2,)` int stateless seed.
 
     Returns:

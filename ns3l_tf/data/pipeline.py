@@ -1,8 +1,8 @@
 """`tf.data` streams: repeated, shuffled, augmented labeled and unlabeled batches, paired.
 
-The images stay uint8 until a whole batch is drawn; normalisation and augmentation then run
-once per batch in the graph, seeded by `tf.data.Dataset.random`, so a stream is a pure function
-of its seed and no Python runs per example.
+The images stay raw (uint8): a batch is drawn, then augmented (unless the model augments) in
+the graph, seeded by `tf.data.Dataset.random`, so a stream is a pure function of its seed and
+no Python runs per example. The model preprocesses (`SSLModel(preprocessing=...)`).
 """
 
 import functools
@@ -55,8 +55,14 @@ def train_dataset(
     seed: int = 0,
     unlabeled_augmentations: int = 1,
     unlabeled_extras: dict | None = None,
+    max_translation: int | None = None,
+    flip: bool | None = None,
 ):
-    """The infinite training stream for `SSLModel.fit`.
+    """The infinite training stream for `SSLModel.fit`, of raw (uint8) images.
+
+    Images are augmented here, per image and once per batch, unless `max_translation` is 0
+    and `flip` False (when the model augments inside, at every pass). Preprocessing is the
+    model's job (`SSLModel(preprocessing=...)`).
 
     Args:
       data: an `ns3l_tf.data.SSLData`.
@@ -66,26 +72,27 @@ def train_dataset(
       unlabeled_augmentations: A, independent augmentations of each unlabeled image
         (MixMatch uses 2).
       unlabeled_extras: optional per-image arrays aligned with `data.unlabeled_images` (e.g.
-        `{"labels": data.unlabeled_labels, "nn_negatives": nn_masks}`): each image's row
+        `{"labels": data.unlabeled_labels, "nn_candidates": nn_masks}`): each image's row
         travels with it, and the unlabeled batch becomes the dict
-        `{"images": x_u, "labels": (B_u,), "nn_negatives": (B_u, K)}`.
+        `{"images": x_u, "labels": (B_u,), "nn_candidates": (B_u, K)}`.
+      max_translation: largest random translation in pixels (reflect padding); None: the
+        dataset's; 0: none.
+      flip: random horizontal flips; None: the dataset's.
 
     Returns:
-      A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` float32,
-      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` float32, or `(B_u, A, H, W, C)` when
+      A `tf.data.Dataset` of `((x_l, y_l), x_u)` — `x_l` `(B_l, H, W, C)` uint8,
+      `y_l` `(B_l,)` int64, `x_u` `(B_u, H, W, C)` uint8, or `(B_u, A, H, W, C)` when
       `unlabeled_augmentations` > 1, or the dict above — or of `(x_l, y_l)` when
       `unlabeled_batch_size` is 0.
 
     Raises:
       ValueError: `unlabeled_extras` rows do not match the pool, or an extra split is streamed.
     """
-    info = data.info
-    transform = functools.partial(
-        augment_lib.augment, max_translation=info.max_translation, flip=info.flip
+    prepare = functools.partial(
+        augment_lib.augment,
+        max_translation=data.info.max_translation if max_translation is None else max_translation,
+        flip=data.info.flip if flip is None else flip,
     )
-
-    def prepare(images, seed):
-        return transform(augment_lib.normalize(images, data.mean, data.std), seed)
 
     def prepare_unlabeled(batch, seed):
         images = batch["images"] if unlabeled_extras else batch
@@ -121,11 +128,6 @@ def train_dataset(
     return tf.data.Dataset.zip(labeled, unlabeled).prefetch(AUTOTUNE)
 
 
-def eval_dataset(data, images, labels, batch_size: int = 1000):
-    """A finite, unaugmented `(x, y)` stream over `images`, normalised like training data."""
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
-    ds = ds.map(
-        lambda x, y: (augment_lib.normalize(x, data.mean, data.std), y),
-        num_parallel_calls=AUTOTUNE,
-    )
-    return ds.prefetch(AUTOTUNE)
+def eval_dataset(images, labels, batch_size: int = 1000):
+    """A finite, unaugmented `(x, y)` stream over raw `images` `(N, H, W, C)` and `labels`."""
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(AUTOTUNE)

@@ -40,7 +40,9 @@ class DatasetInfo:
       train_size: images in the training split (labeled + unlabeled + validation).
       test_size: images in the test split.
       default_num_validation: training images held out for validation by default.
-      max_translation: augmentation's random translation, in pixels, with reflect padding.
+      max_translation: augmentation's random translation, in pixels, with reflect padding
+        (Oliver et al.'s 2 px; MixMatch's 12 px on STL-10, which only MixMatch uses; MixMatch's
+        flagfiles set 4 px for 32×32 images).
       flip: whether augmentation flips images horizontally.
       extra_split: a TFDS split of extra unlabeled images (SVHN `extra`, STL-10
         `unlabelled`), or None.
@@ -86,7 +88,7 @@ DATASETS = {
             5_000,
             8_000,
             0,
-            4,
+            12,
             flip=True,
             extra_split="unlabelled",
             extra_size=100_000,

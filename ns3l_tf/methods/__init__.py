@@ -87,10 +87,22 @@ class EntMinSettings:
 
 
 # How NS³L may choose negatives (paper Section 5; implementations in ns3l_tf.negatives).
-SELECTORS = ("threshold", "uniform", "oracle", "nn_exclude", "nn_exclude4", "nn_furthest")
-# Selectors that draw P = --ns3l_num_negatives classes per sample.
-COUNTED_SELECTORS = ("uniform", "oracle")
-NEAREST_NEIGHBOUR_SELECTORS = ("nn_exclude", "nn_exclude4", "nn_furthest")
+NEAREST_NEIGHBOUR_SELECTORS = (
+    "nn_exclude",
+    "nn_exclude4",
+    "nn_furthest",
+    "nn_exclude_all",
+    "nn_exclude4_all",
+)
+SELECTORS = ("threshold", "uniform", "oracle", *NEAREST_NEIGHBOUR_SELECTORS)
+# Selectors that draw P = --ns3l_num_negatives classes per sample, and how many classes
+# they may draw from with K classes: P is at most that.
+COUNTED_SELECTORS = {
+    "uniform": lambda k: k,
+    "oracle": lambda k: k - 1,
+    "nn_exclude": lambda k: k - 1,
+    "nn_exclude4": lambda k: k - 4,
+}
 # The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
 DEFAULT_THRESHOLD_NUMERATOR = 0.4
 
@@ -120,10 +132,22 @@ class NS3LSettings:
         "threshold",
         "How NS3L picks negatives (paper Section 5): threshold (below T), uniform (P random "
         "classes), oracle (P random wrong classes; reads the hidden labels: a diagnostic), "
-        "nn_exclude, nn_exclude4, nn_furthest (by the nearest/furthest labeled images).",
+        "nn_exclude / nn_exclude4 (P random classes other than those of the 1 / 4 nearest "
+        "labeled images), nn_furthest (the furthest labeled image's class), nn_exclude_all / "
+        "nn_exclude4_all (every class other than those of the 1 / 4 nearest).",
         check=one_of(SELECTORS),
     )
-    num_negatives: int = setting(1, "P, negatives per sample for --ns3l_selector=uniform|oracle.")
+    num_negatives: int = setting(
+        1, "P, negatives per sample for --ns3l_selector=uniform|oracle|nn_exclude|nn_exclude4."
+    )
+    views: int = setting(
+        1,
+        "Forward passes of NS3L: 1 takes mu from the base method's pass (q = stop_gradient(mu)); "
+        "2 recomputes mu in a second pass over the same batch with frozen BatchNorm statistics "
+        "and, when the model augments (--augment=model), a fresh random view, as the authors' "
+        "loss does.",
+        check=lambda views: None if views in (1, 2) else "must be 1 or 2",
+    )
 
     def threshold_for(self, num_classes: int) -> float:
         """T with the default 0.4 / K resolved."""
@@ -156,6 +180,7 @@ register(
         rows_are_images=False,
         unlabeled_augmentations=2,
         equal_batches=True,
+        augments_in_pipeline=True,  # libml/data.py:169-170, data_pair.py:25-32
     )
 )
 register(Method("entmin", TERM, EntMinSettings, "ns3l_tf.methods.entmin:EntMin"))
@@ -169,6 +194,7 @@ def check_combination(
     *,
     streamed_unlabeled: bool = False,
     batch_sizes: tuple[int, int] | None = None,
+    augment: str | None = None,
 ) -> AlgorithmSpec:
     """The one place that decides which algorithm, selector and data combinations work.
 
@@ -179,6 +205,7 @@ def check_combination(
       streamed_unlabeled: the unlabeled pool includes a streamed extra split (SVHN `extra`,
         STL-10 `unlabelled`), so images are not all in memory and have no known labels.
       batch_sizes: `(labeled, unlabeled)` per step, when known.
+      augment: where images are augmented (`model` or `pipeline`), when set.
 
     Returns:
       The parsed algorithm.
@@ -191,6 +218,10 @@ def check_combination(
     except ValueError as error:
         raise ConfigError(f"--algorithm={algorithm}: {error}") from None
     base = REGISTRY[spec.base]
+    if augment == "model" and base.augments_in_pipeline:
+        raise ConfigError(
+            f"--augment=model: {spec.base} draws its augmentations in the input pipeline"
+        )
     if batch_sizes is not None:
         labeled, unlabeled = batch_sizes
         if base.equal_batches and unlabeled != labeled:
@@ -201,6 +232,10 @@ def check_combination(
         if spec.needs_unlabeled(values) and unlabeled == 0:
             raise ConfigError(f"--unlabeled_batch_size=0: must be > 0 for --algorithm={algorithm}")
     ns3l = values.get("ns3l", NS3LSettings())
+    if ns3l.views == 2 and "ns3l" in spec.terms and not base.rows_are_images:
+        raise ConfigError(
+            f"--ns3l_views=2: {spec.base}'s rows are mixtures made for one pass; use --ns3l_views=1"
+        )
     selector = ns3l.selector
     if selector == "threshold":
         return spec
@@ -211,12 +246,13 @@ def check_combination(
         )
     if not base.rows_are_images:
         raise ConfigError(f"{flag}: {spec.base} mixes images, so only threshold negatives apply")
-    largest = num_classes if selector == "uniform" else num_classes - 1
-    if selector in COUNTED_SELECTORS and not 1 <= ns3l.num_negatives <= largest:
-        raise ConfigError(
-            f"--ns3l_num_negatives={ns3l.num_negatives}: must be in [1, {largest}] for {flag} "
-            f"with {num_classes} classes"
-        )
+    if selector in COUNTED_SELECTORS:
+        largest = COUNTED_SELECTORS[selector](num_classes)
+        if not 1 <= ns3l.num_negatives <= largest:
+            raise ConfigError(
+                f"--ns3l_num_negatives={ns3l.num_negatives}: must be in [1, {largest}] for "
+                f"{flag} with {num_classes} classes"
+            )
     if selector != "uniform" and streamed_unlabeled:
         raise ConfigError(
             f"{flag}: needs every unlabeled image in memory (and, for oracle, its true label); "

@@ -11,6 +11,8 @@ from typing import Any
 
 from keras import ops
 
+from ns3l_tf.models.layers import frozen_batchnorm_statistics
+
 Tensor = Any  # a backend tensor; keras.ops functions accept and return it
 
 
@@ -53,10 +55,17 @@ class BaseOutputs:
       targets: `(B_u, K)` target distributions the additive terms choose negatives from
         (detached); None with `unlabeled_probs`.
       contribution: the base method's own loss terms and diagnostics.
+      second_view: `() → (B_u, K)`: the unlabeled probabilities recomputed by a second
+        training-mode pass over the same inputs as the first (a fresh draw of the model's
+        augmentation), BatchNorm statistics frozen; None where rows are mixtures (MixMatch).
+      consistency_probs: `(B_u, K)` probabilities that the base method's consistency loss
+        trains (VAT's on the adversarial inputs), for entropy minimisation as in Oliver et
+        al. (`lib/ssl_framework.py:188-192`); None: `unlabeled_probs`.
       unlabeled_extras: per-image tensors the input pipeline carried with the unlabeled
-        images (`labels`, their hidden true labels; `nn_negatives`, precomputed negatives
-        masks), attached by the train step only when row b of `unlabeled_probs` is unlabeled
-        image b (not for MixMatch's mixed rows); empty otherwise.
+        images (`labels`, their hidden true labels; `nn_candidates`, precomputed
+        nearest-neighbour candidate classes), attached by the train step only when row b of
+        `unlabeled_probs` is unlabeled image b (not for MixMatch's mixed rows); empty
+        otherwise.
     """
 
     labeled_logits: Tensor
@@ -64,15 +73,38 @@ class BaseOutputs:
     unlabeled_probs: Tensor | None
     targets: Tensor | None
     contribution: Contribution
+    second_view: Callable[[], Tensor] | None = None
+    consistency_probs: Tensor | None = None
     unlabeled_extras: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 def forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled):
     """One training-mode pass over `concat(x_l, x_u)`: BatchNorm sees (and updates from) both.
 
+    Args:
+      model: the `SSLModel`.
+      x_labeled, x_unlabeled: preprocessed `(B_l, H, W, C)` and `(B_u, H, W, C)` inputs.
+
     Returns:
       `(labeled_logits (B_l, K), unlabeled_logits (B_u, K))`, float32.
     """
     num_labeled = ops.shape(x_labeled)[0]
-    logits = model(ops.concatenate([x_labeled, x_unlabeled], axis=0), training=True)
+    logits = model.classify(ops.concatenate([x_labeled, x_unlabeled], axis=0), training=True)
     return logits[:num_labeled], logits[num_labeled:]
+
+
+def second_view_of(model, x_labeled, x_unlabeled) -> Callable[[], Tensor]:
+    """`BaseOutputs.second_view` for bases whose pass is `forward_labeled_and_unlabeled`.
+
+    As in the NS³L authors' loss (johnchenresearch/NS3L `ns3l.py:21-27`), the second pass
+    runs over the whole labeled + unlabeled batch (so BatchNorm normalises with the same
+    composition of batch) without updating the moving statistics; the labeled rows are
+    dropped.
+    """
+
+    def view():
+        with frozen_batchnorm_statistics():
+            _, logits = forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled)
+        return ops.softmax(logits, axis=-1)
+
+    return view

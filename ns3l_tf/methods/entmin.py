@@ -5,23 +5,29 @@ from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
 
 
 class EntMin:
-    """`weight · mean_b −Σ_k μ_bk log μ_bk` on the base method's unlabeled probabilities.
+    """`weight · mean_b −Σ_k μ_bk log μ_bk` on the probabilities the base method's consistency
+    loss trains: VAT's on the adversarial inputs, the unlabeled ones otherwise.
+
+    As in Oliver et al. (`lib/ssl_framework.py:188-192`): the entropy penalty takes the
+    consistency student's logits (for VAT the adversarial output, `:254-262`) and a constant
+    weight, without the consistency warm-up.
 
     Args:
       settings: `EntMinSettings`; `weight` ≥ 0 (0.1 with VAT in Oliver et al.), a float or a
         non-trainable `keras.Variable`.
-      context: a `MethodContext`; its consistency ramp-up multiplies the weight.
+      context: a `MethodContext` (unused: the weight is not ramped).
     """
 
     loss_names = ("entmin_loss",)
     metric_names = ()
 
     def __init__(self, settings, context):
+        del context  # Oliver et al. do not ramp the entropy penalty
         self.weight = settings.weight
-        self.rampup = context.consistency_rampup
 
     def __call__(self, outputs: BaseOutputs) -> Contribution:
         if outputs.unlabeled_probs is None:
             raise ValueError("EntMin needs an unlabeled batch")
-        value = losses.entropy(outputs.unlabeled_probs)
-        return Contribution(losses={"entmin_loss": Term(value, self.weight, self.rampup)})
+        probs = outputs.consistency_probs
+        value = losses.entropy(outputs.unlabeled_probs if probs is None else probs)
+        return Contribution(losses={"entmin_loss": Term(value, self.weight)})

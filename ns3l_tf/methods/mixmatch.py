@@ -103,7 +103,7 @@ class MixMatch:
         batch, augmentations = x_unlabeled.shape[0], x_unlabeled.shape[1]
         flat = ops.reshape(x_unlabeled, (batch * augmentations, *x_unlabeled.shape[2:]))
         with frozen_batchnorm_statistics():
-            logits = model(flat, training=True)
+            logits = model.classify(flat, training=True)
         probs = ops.softmax(ops.reshape(logits, (batch, augmentations, -1)), axis=-1)
         return ops.stop_gradient(losses.sharpen(ops.mean(probs, axis=1), self.temperature))
 
@@ -129,9 +129,9 @@ class MixMatch:
         mixed_targets = ops.stop_gradient(mixed_targets)
 
         chunks = interleave(ops.split(mixed_inputs, augmentations + 1, axis=0))
-        logits = [model(chunks[0], training=True)]
+        logits = [model.classify(chunks[0], training=True)]
         with frozen_batchnorm_statistics():
-            logits += [model(chunk, training=True) for chunk in chunks[1:]]
+            logits += [model.classify(chunk, training=True) for chunk in chunks[1:]]
         logits = ops.concatenate(interleave(logits), axis=0)  # back in mixed order
 
         labeled_logits = logits[:batch]

@@ -10,16 +10,24 @@ class NS3L:
     """λ₁ · NS³L on the unlabeled (or mixed) batch.
 
     The selector chooses each row's negatives, by default the classes whose target probability
-    is below T; the targets come from the base method (detached predictions for
-    supervised/VAT/Pseudo-Label, generated labels for MixMatch). Logs `ns3l_negatives`, the
-    mean number of negatives per sample, and, when the pipeline carries the hidden true labels
-    of the unlabeled images, `ns3l_negative_error`: the percentage of samples whose negatives
-    include their true class.
+    is below T; the targets q come from the base method (detached predictions for
+    supervised/VAT/Pseudo-Label, generated labels for MixMatch). With `views=1` the loss takes
+    μ from the base method's pass, the one q came from; with `views=2` it recomputes μ with a
+    second pass over the same batch (a fresh augmentation draw when the model augments inside,
+    BatchNorm statistics frozen), as the authors' loss does (johnchenresearch/NS3L `ns3l.py`:
+    q from the caller's first pass `:14-19`, μ from `model(x)` with batch-statistics updates
+    off `:21-27`). The authors average over the whole labeled + unlabeled batch (`:26`), which
+    halves every term of a 50 + 50 batch alike (so does their supervised loss); with equal
+    batch sizes and Adam, averaging over the unlabeled rows trains the same.
+
+    Logs `ns3l_negatives`, the mean number of negatives per sample, and, when the pipeline
+    carries the hidden true labels of the unlabeled images, `ns3l_negative_error`: the
+    percentage of samples whose negatives include their true class.
 
     Args:
       settings: `NS3LSettings`: `threshold` T (a float or a non-trainable `keras.Variable`;
         None is resolved to 0.4 / K by the model), `weight` λ₁ ≥ 0 (float or Variable),
-        `selector` and `num_negatives` P (see `ns3l_tf.negatives`).
+        `selector` and `num_negatives` P (see `ns3l_tf.negatives`), `views` (1 or 2).
       context: a `MethodContext`: K, the seed generator of the random selectors, and the
         consistency ramp-up that multiplies λ₁.
     """
@@ -36,6 +44,7 @@ class NS3L:
             context.seed_generator,
         )
         self.weight = settings.weight
+        self.views = settings.views
         self.rampup = context.consistency_rampup
 
     @property
@@ -56,7 +65,12 @@ class NS3L:
             metrics["ns3l_negative_error"] = negatives.negative_error(
                 mask, outputs.unlabeled_extras["labels"]
             )
-        value = losses.negative_sampling_loss(mask, outputs.unlabeled_probs)
+        probs = outputs.unlabeled_probs
+        if self.views == 2:
+            if outputs.second_view is None:
+                raise ValueError("views=2 needs a base method whose rows are unlabeled images")
+            probs = outputs.second_view()
+        value = losses.negative_sampling_loss(mask, probs)
         return Contribution(
             losses={"ns3l_loss": Term(value, self.weight, self.rampup)}, metrics=metrics
         )

@@ -3,7 +3,13 @@
 from keras import ops
 
 from ns3l_tf import losses
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
+from ns3l_tf.methods.base import (
+    BaseOutputs,
+    Contribution,
+    Term,
+    forward_labeled_and_unlabeled,
+    second_view_of,
+)
 
 
 class PseudoLabel:
@@ -46,4 +52,5 @@ class PseudoLabel:
                 },
                 metrics={"pl_mask": ops.mean(mask)},
             ),
+            second_view=second_view_of(model, x_labeled, x_unlabeled),
         )

@@ -42,6 +42,8 @@ class Method:
       unlabeled_augmentations: (bases) augmentations of each unlabeled image it needs.
       equal_batches: (bases) whether labeled and unlabeled batches must be equal in size.
       uses_unlabeled: (bases) whether it forwards unlabeled images by itself.
+      augments_in_pipeline: (bases) whether its reference draws augmentations once per batch
+        in the input pipeline (MixMatch) rather than inside the network at every pass.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Method:
     unlabeled_augmentations: int = 1
     equal_batches: bool = False
     uses_unlabeled: bool = True
+    augments_in_pipeline: bool = False
 
     def implementation_class(self) -> type:
         if isinstance(self.implementation, str):

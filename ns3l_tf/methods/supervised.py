@@ -3,7 +3,13 @@
 from keras import ops
 
 from ns3l_tf import losses
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
+from ns3l_tf.methods.base import (
+    BaseOutputs,
+    Contribution,
+    Term,
+    forward_labeled_and_unlabeled,
+    second_view_of,
+)
 
 
 class Supervised:
@@ -25,13 +31,14 @@ class Supervised:
         """Runs the forward pass(es).
 
         Args:
-          model: the `SSLModel`; called as `model(images, training=True)` → float32 logits.
-          x_labeled: `(B_l, H, W, C)` augmented labeled images.
+          model: the `SSLModel`; `model.classify(inputs, training=True)` → float32 logits.
+          x_labeled: `(B_l, H, W, C)` preprocessed labeled images.
           y_labeled: `(B_l,)` integer labels.
-          x_unlabeled: `(B_u, H, W, C)` augmented unlabeled images, or None.
+          x_unlabeled: `(B_u, H, W, C)` preprocessed unlabeled images, or None.
         """
+        second_view = None
         if x_unlabeled is None:
-            labeled_logits = model(x_labeled, training=True)
+            labeled_logits = model.classify(x_labeled, training=True)
             unlabeled_probs = targets = None
         else:
             labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(
@@ -39,6 +46,7 @@ class Supervised:
             )
             unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
             targets = ops.stop_gradient(unlabeled_probs)
+            second_view = second_view_of(model, x_labeled, x_unlabeled)
         sup_loss = losses.cross_entropy(y_labeled, labeled_logits)
         return BaseOutputs(
             labeled_logits=labeled_logits,
@@ -46,4 +54,5 @@ class Supervised:
             unlabeled_probs=unlabeled_probs,
             targets=targets,
             contribution=Contribution(losses={"sup_loss": Term(sup_loss)}),
+            second_view=second_view,
         )

@@ -5,7 +5,14 @@ import tensorflow as tf
 from keras import ops
 
 from ns3l_tf import losses
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_labeled_and_unlabeled
+from ns3l_tf.methods.base import (
+    BaseOutputs,
+    Contribution,
+    Term,
+    forward_labeled_and_unlabeled,
+    second_view_of,
+)
+from ns3l_tf.models import precision
 from ns3l_tf.models.layers import frozen_batchnorm_statistics
 
 
@@ -21,13 +28,19 @@ def unit_vectors(d):
 
 
 class VAT:
-    """Labeled cross-entropy plus `KL(p(x_u) ‖ p(x_u + r_adv))` on the unlabeled batch.
+    """Labeled cross-entropy plus `KL(p(x_u + r_adv) ‖ p(x_u))` on the unlabeled batch.
 
     `r_adv = ε · g / ‖g‖₂` with `g = ∇_r KL(p ‖ p(x_u + r))` at `r = ξ · unit(N(0, I))` (one
-    power iteration), per sample; p is the detached clean prediction. The perturbed passes run
-    in training mode inside `frozen_batchnorm_statistics()`: they normalise with batch
-    statistics but leave the moving statistics to the clean pass. The perturbation math is
-    float32; a float16/bfloat16 backbone is refused, because ξ = 1e-6 vanishes there.
+    power iteration), per sample; p is the detached clean prediction. As in Oliver et al.'s
+    testbed, the loss puts the adversarial prediction first (its `forward_kl` with the
+    adversarial output as student: `lib/ssl_framework.py:178-182, 254-262`,
+    `lib/ssl_utils.py:100-101`; Miyato et al. use the reverse), and each pass draws its own
+    augmentation when the model augments inside (`classify`); r is added before it, in
+    preprocessed units. The perturbed passes run in training mode inside
+    `frozen_batchnorm_statistics()`: they normalise with batch statistics but leave the
+    moving statistics to the clean pass. The perturbation math is float32, and so is the
+    power-iteration pass of a mixed-precision backbone (`precision.full_precision()`):
+    ξ = 1e-6 would vanish in bfloat16 or float16.
 
     Args:
       settings: `VATSettings`: ε `epsilon`, the adversarial perturbation's L2 norm per image
@@ -54,25 +67,26 @@ class VAT:
         r = self.xi * unit_vectors(d)
         with tf.GradientTape() as tape:
             tape.watch(r)
-            with frozen_batchnorm_statistics():
-                perturbed_logits = model(x_unlabeled + r, training=True)
+            with frozen_batchnorm_statistics(), precision.full_precision():
+                perturbed_logits = model.classify(x_unlabeled + r, training=True)
             divergence = losses.kl_divergence(clean_logits, perturbed_logits)
         gradient = ops.stop_gradient(tape.gradient(divergence, r))
         return self.epsilon * unit_vectors(gradient)
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
-        if model.backbone.compute_dtype != "float32":
+        if not precision.switches_to_float32(model.backbone):
             raise ValueError(
-                f"VAT needs a float32 backbone, got {model.backbone.compute_dtype}: its "
-                f"xi={self.xi} perturbation vanishes in low precision"
+                f"VAT's power iteration needs float32, but the backbone computes in "
+                f"{model.backbone.compute_dtype} (its xi={self.xi} perturbation would vanish): "
+                "build it under ns3l_tf.models.precision.backbone_policy(...)"
             )
         labeled_logits, unlabeled_logits = forward_labeled_and_unlabeled(
             model, x_labeled, x_unlabeled
         )
         r_adv = self.adversarial_perturbation(model, x_unlabeled, unlabeled_logits)
         with frozen_batchnorm_statistics():
-            adversarial_logits = model(x_unlabeled + r_adv, training=True)
-        vat_loss = losses.kl_divergence(unlabeled_logits, adversarial_logits)
+            adversarial_logits = model.classify(x_unlabeled + r_adv, training=True)
+        vat_loss = losses.reverse_kl_divergence(unlabeled_logits, adversarial_logits)
         unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
         return BaseOutputs(
             labeled_logits=labeled_logits,
@@ -85,4 +99,6 @@ class VAT:
                     "vat_loss": Term(vat_loss, self.weight, self.rampup),
                 }
             ),
+            second_view=second_view_of(model, x_labeled, x_unlabeled),
+            consistency_probs=ops.softmax(adversarial_logits, axis=-1),
         )

@@ -94,6 +94,12 @@ class BatchNorm(keras.layers.BatchNormalization):
         return super().call(inputs, training=training, mask=mask)
 
 
+def all_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """`model` and every layer inside it, at any depth (nested models and layers that hold
+    layers as attributes: Keras's own traversal, `_flatten_layers`)."""
+    return [model, *model._flatten_layers(include_self=False, recursive=True)]
+
+
 def batch_norm(momentum: float = BATCH_NORM_MOMENTUM):
     """`BatchNorm` with epsilon 1e-3 and the reference momentum 0.999 by default,
     synchronized across replicas inside `synchronized_batchnorm()`."""

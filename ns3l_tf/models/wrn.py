@@ -52,6 +52,7 @@ def wide_resnet(
     input_shape=(32, 32, 3),
     depth: int = 28,
     width: int = 2,
+    groups: int = 3,
     name: str | None = None,
 ):
     """Wide ResNet WRN-depth-width with leaky ReLU(0.1) and BN momentum 0.999.
@@ -59,8 +60,10 @@ def wide_resnet(
     Args:
       num_classes: number of output logits K.
       input_shape: `(height, width, channels)` of the normalised float input images.
-      depth: total depth, 6n + 4 (28 gives 4 units per group).
-      width: widening factor applied to (16, 32, 64).
+      depth: 6n + 4 for the usual three groups of n units (28 gives 4 units per group).
+      width: widening factor applied to (16, 32, 64, …).
+      groups: groups of units, each after the first halving the resolution and doubling the
+        filters (3 in WRN; MixMatch's `--scales`).
       name: model name; defaults to `wrn{depth}_{width}`.
 
     Returns:
@@ -71,7 +74,8 @@ def wide_resnet(
     units_per_group = (depth - 4) // 6
     images = keras.Input(shape=input_shape, name="images")
     x = _conv(16, 3)(images)
-    for group, (filters, strides) in enumerate(zip((16, 32, 64), (1, 2, 2))):
+    for group in range(groups):
+        filters, strides = 16 << group, 2 if group else 1
         for unit in range(units_per_group):
             x = _residual_unit(
                 x,
@@ -90,3 +94,10 @@ def wide_resnet(
 def wrn28_2(num_classes: int = 10, input_shape=(32, 32, 3)):
     """WRN-28-2: 1,471,226 parameters for 10 classes on 32×32×3 (1,467,610 trainable)."""
     return wide_resnet(num_classes, input_shape, depth=28, width=2)
+
+
+def wrn_stl10(num_classes: int = 10, input_shape=(96, 96, 3)):
+    """WRN-28-2's units in four groups (32, 64, 128, 256 filters; 96 → 48 → 24 → 12 px):
+    the network of MixMatch's STL-10 runs (`--scales=4`, `runs/table2.sh:18`; a group per
+    scale, `libml/models.py:104-107`). 5,937,146 parameters for 10 classes."""
+    return wide_resnet(num_classes, input_shape, depth=28, width=2, groups=4, name="wrn_stl10")

@@ -8,13 +8,13 @@ import tensorflow as tf
 
 from ns3l_tf import SSLModel, models
 from ns3l_tf import data as data_lib
-from ns3l_tf.models import layers
+from ns3l_tf.models import layers, preprocessing
 
 
 def fixed_batch(data, n_labeled=16, n_unlabeled=24, augmentations=1):
-    """Normalised `(x_l, y_l, x_u)` from the start of each pool; with `augmentations` > 1,
+    """Standardised `(x_l, y_l, x_u)` from the start of each pool; with `augmentations` > 1,
     `x_u` is `(n_unlabeled, augmentations, H, W, C)` of differently translated copies."""
-    normalize = lambda x: data_lib.augment.normalize(x, data.mean, data.std)  # noqa: E731
+    normalize = preprocessing.standardize(data.mean, data.std)
     x_u = normalize(data.unlabeled_images[:n_unlabeled])
     if augmentations > 1:
         x_u = tf.stack(
@@ -101,7 +101,8 @@ def check_save_and_load(model, tmp_path):
 def check_loss_falls(algorithm, data, steps=80, max_ratio=0.7, **kwargs):
     """A short real run on a Fashion-MNIST subset: the total loss falls below `max_ratio` of
     its first epoch's value."""
-    model = build(algorithm, learning_rate=2e-3, **kwargs)
+    standardize = preprocessing.standardize(data.mean, data.std)  # the stream is raw images
+    model = build(algorithm, learning_rate=2e-3, preprocessing=standardize, **kwargs)
     unlabeled = 32 if model.uses_unlabeled_data else 0
     train = data_lib.train_dataset(
         data, 32, unlabeled, seed=0, unlabeled_augmentations=model.unlabeled_augmentations

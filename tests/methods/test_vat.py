@@ -1,11 +1,10 @@
 """VAT: the adversarial direction's norm and strength, and the float32 requirement."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ns3l_tf import SSLModel, losses, models
+from ns3l_tf import losses
 from ns3l_tf.methods.vat import unit_vectors
 from ns3l_tf.models.layers import frozen_batchnorm_statistics
 
@@ -39,14 +38,31 @@ def test_adversarial_perturbation_has_norm_epsilon_and_beats_random(small_data):
     assert _kl(model, x_u, clean, r_adv) > 3 * _kl(model, x_u, clean, random_r)
 
 
-def test_low_precision_backbone_is_refused(small_data):
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        backbone = models.small_cnn()
-    finally:
-        keras.config.set_dtype_policy("float32")
-    model = SSLModel(backbone, 10, algorithm="vat")
-    model.compile(optimizer="adam")
-    x_l, y_l, x_u = method_checks.fixed_batch(small_data)
-    with pytest.raises(ValueError, match="VAT needs a float32 backbone, got bfloat16"):
-        model.train_step(((x_l, y_l), x_u))
+def _softmax(logits):
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
+def test_loss_puts_the_adversarial_prediction_first_and_entmin_takes_it(small_data, monkeypatch):
+    # Oliver et al.: VAT's loss is KL(p(x + r_adv) ‖ p(x)) and the entropy penalty is taken on
+    # the adversarial output, with a constant weight (no warm-up).
+    model = method_checks.build(
+        "vat+entmin", learning_rate=0.0, vat_weight=0.5, entmin_weight=0.2, rampup_steps=1000
+    )
+    x_l, y_l, x_u = method_checks.fixed_batch(small_data, n_unlabeled=16)
+    r_adv = 0.3 * tf.random.stateless_normal(x_u.shape, (5, 5))
+    monkeypatch.setattr(type(model.base_method), "adversarial_perturbation", lambda *a: r_adv)
+    with frozen_batchnorm_statistics():
+        clean = _softmax(model.backbone(tf.concat([x_l, x_u], 0), training=True).numpy()[16:])
+        adversarial = _softmax(model.backbone(x_u + r_adv, training=True).numpy())
+    expected_vat = np.mean(np.sum(adversarial * np.log(adversarial / clean), axis=-1))
+    expected_entropy = np.mean(-np.sum(adversarial * np.log(adversarial), axis=-1))
+
+    logs = model.train_step(((x_l, y_l), x_u))
+    assert float(logs["vat_loss"]) == pytest.approx(expected_vat, rel=1e-4)
+    assert float(logs["entmin_loss"]) == pytest.approx(expected_entropy, rel=1e-4)
+    vat_rampup = float(np.exp(-5.0))  # step 0 of a 1,000-step warm-up
+    assert float(logs["loss"]) == pytest.approx(
+        float(logs["sup_loss"]) + 0.5 * vat_rampup * expected_vat + 0.2 * expected_entropy,
+        rel=1e-4,
+    )

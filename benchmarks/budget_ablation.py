@@ -1,0 +1,207 @@
+"""Where NS³L's gain appears on Fashion-MNIST: budgets × (one view, a second view).
+
+    python benchmarks/budget_ablation.py                     # 5 rows × 3 budgets × seeds 1-3
+    python benchmarks/budget_ablation.py --budgets=1560 --seeds=1 --runs_dir=/tmp/x  # a slice
+
+Rows: Supervised, Threshold T = 0.03 and Oracle - 3, the last two with μ from the base
+method's pass (`--ns3l_views=1`) and from a second pass on a fresh view (`--ns3l_views=2`, the
+authors' loss). Every run is `python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg` with
+5,000 validation images (so budgets and forms are chosen on the validation split, never on
+the test split), the row's flags and a budget (learning rate ×0.2 after two thirds of it); see
+`common.table5_run`. Runs whose `results.json` exists are reused (resumable across sessions;
+Table 5 reuses them too), and the report is rewritten after every finished run:
+`benchmarks/results/budget_ablation.{json,md,png}` with, per budget and row, the final test
+and validation errors and their paired differences to the supervised run of the same seed.
+"""
+
+import os
+import time
+
+from absl import app, flags
+from common import RESULTS_DIR, TABLE5_ROWS, machine, mean_std, paired, table5_run
+
+from ns3l_tf import io_utils
+
+FLAGS = flags.FLAGS
+
+# (Table 5 row, NS3L views): supervised is the baseline every other form is paired with.
+FORMS = [
+    ("supervised", 1),
+    ("threshold_003", 1),
+    ("threshold_003", 2),
+    ("oracle3", 1),
+    ("oracle3", 2),
+]
+
+
+def form_label(row: str, views: int) -> str:
+    label = TABLE5_ROWS[row][0]
+    return label if row == "supervised" else f"{label}, {views} view{'s' * (views > 1)}"
+
+
+def summarize(runs: dict) -> dict:
+    """`runs[(budget, row, views)]` = results by seed → per budget and form: errors (mean ±
+    std) and the differences to supervised paired by seed, over the seeds every form has."""
+    report = {}
+    for budget in sorted({key[0] for key in runs}):
+        supervised = runs.get((budget, "supervised", 1), {})
+        forms = {}
+        for (steps, row, views), by_seed in sorted(runs.items()):
+            if steps != budget:
+                continue
+            seeds = sorted(by_seed)
+            results = [by_seed[s] for s in seeds]
+            last = [r["history"][-1] for r in results]
+            entry = {
+                "label": form_label(row, views),
+                "seeds": seeds,
+                "test_error": mean_std([r["test_error"] for r in results]),
+                "val_error": mean_std([r["final_val_error"] for r in results]),
+                "seconds_per_run": mean_std([r["seconds"] for r in results]),
+                "per_seed_test_error": [r["test_error"] for r in results],
+            }
+            if row != "supervised":
+                entry["ns3l_negatives"] = mean_std([x["ns3l_negatives"] for x in last])
+                entry["ns3l_negative_error"] = mean_std([x["ns3l_negative_error"] for x in last])
+                common = [s for s in seeds if s in supervised]
+                if common:
+                    mine = [by_seed[s] for s in common]
+                    base = [supervised[s] for s in common]
+                    entry["paired_seeds"] = common
+                    entry["test_minus_supervised"] = paired(mine, base, "test_error")
+                    entry["val_minus_supervised"] = paired(mine, base, "final_val_error")
+            forms[f"{row}_views{views}" if row != "supervised" else row] = entry
+        report[str(budget)] = forms
+    return report
+
+
+def markdown(report: dict) -> str:
+    fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
+    signed = lambda ms: f"{ms[0]:+.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
+    lines = [
+        "# NS³L on Fashion-MNIST: which budget, one view or two",
+        "",
+        "Small CNN, 2,000 labeled / 53,000 unlabeled / 5,000 validation images, 64 + 64 images "
+        f"per step, Adam 1e-3 (×0.2 after two thirds of the steps), {report['precision']}; "
+        f"{report['machine']}; {report['num_runs']} runs, "
+        f"{report['training_seconds_all_runs'] / 3600:.1f} h of training. Errors in % after "
+        "the last step, mean ± std over seeds; *minus supervised*: the difference to the "
+        "supervised run of the same seed (same labeled set), negative is better. Choose on the "
+        "validation columns; the test columns are reported.",
+    ]
+    for budget, forms in report["budgets"].items():
+        lines += [
+            "",
+            f"## {int(budget):,} steps",
+            "",
+            "| row | seeds | test error | val error | test − supervised | val − supervised | "
+            "negatives / image | negative error % | s / run |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for entry in forms.values():
+            lines.append(
+                f"| {entry['label']} | {len(entry['seeds'])} | {fmt(entry['test_error'])} | "
+                f"{fmt(entry['val_error'])} | {signed(entry.get('test_minus_supervised'))} | "
+                f"{signed(entry.get('val_minus_supervised'))} | "
+                f"{fmt(entry.get('ns3l_negatives'))} | {fmt(entry.get('ns3l_negative_error'))} | "
+                f"{entry['seconds_per_run'][0]:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict, path: str) -> None:
+    """Test error and its paired difference to supervised against the budget, one line per
+    form (mean ± std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = sorted(report["budgets"], key=int)
+    names = {name for forms in report["budgets"].values() for name in forms}
+    figure, (errors, differences) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in sorted(names):
+        present = [b for b in budgets if name in report["budgets"][b]]
+        entries = [report["budgets"][b][name] for b in present]
+        steps = [int(b) for b in present]
+        label = entries[0]["label"]
+        errors.errorbar(
+            steps, [e["test_error"][0] for e in entries], [e["test_error"][1] for e in entries],
+            marker="o", capsize=3, label=label,
+        )  # fmt: skip
+        paired_entries = [(s, e) for s, e in zip(steps, entries) if "test_minus_supervised" in e]
+        if paired_entries:
+            differences.errorbar(
+                [s for s, _ in paired_entries],
+                [e["test_minus_supervised"][0] for _, e in paired_entries],
+                [e["test_minus_supervised"][1] for _, e in paired_entries],
+                marker="o", capsize=3, label=label,
+            )  # fmt: skip
+    differences.axhline(0.0, color="gray", linewidth=1)
+    for axes, title in ((errors, "test error %"), (differences, "test error − supervised")):
+        axes.set_xscale("log")
+        axes.set_xticks([int(b) for b in budgets], [f"{int(b):,}" for b in budgets])
+        axes.set_xlabel("training steps (64 labeled + 64 unlabeled)")
+        axes.set_title(title)
+    errors.legend(fontsize=8)
+    figure.suptitle("Fashion-MNIST, 2,000 labels: NS³L against the budget")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(report: dict, stem: str) -> None:
+    """`<stem>.json`, `<stem>.md` and `<stem>.png`, each written atomically."""
+    io_utils.write_json(f"{stem}.json", report)
+    io_utils.write_text(f"{stem}.md", markdown(report))
+    io_utils.atomic_write(f"{stem}.png", lambda p: chart(report, p), suffix=".png")
+
+
+def define_flags():
+    """The command line's flags (defined only when run as a script, so tests can import it)."""
+    flags.DEFINE_list("budgets", ["1560", "5000", "12000"], "Training steps per run.")
+    flags.DEFINE_list("seeds", ["1", "2", "3"], "Labeled-subset seeds.")
+    flags.DEFINE_string("precision", "mixed_bfloat16", "--precision of every run.")
+    flags.DEFINE_string(
+        "runs_dir", os.path.join(RESULTS_DIR, "runs", "table5"), "Where each run writes."
+    )
+    flags.DEFINE_list(
+        "forms",
+        [f"{row}:{views}" for row, views in FORMS],
+        "Rows and NS3L views, row:views (supervised:1 is the baseline every row is paired with).",
+    )
+    flags.DEFINE_list("extra_flags", [], "More flags for every run (tests: --eval_every).")
+    flags.DEFINE_string("name", "budget_ablation", "Output file stem in --results_dir.")
+    flags.DEFINE_string("results_dir", RESULTS_DIR, "Where the report goes.")
+
+
+def main(argv):
+    del argv
+    budgets, seeds = [int(b) for b in FLAGS.budgets], [int(s) for s in FLAGS.seeds]
+    forms = [(row, int(views)) for row, views in (f.split(":") for f in FLAGS.forms)]
+    start, runs = time.time(), {}
+    for budget in budgets:  # cheap budgets first: every interruption leaves whole budgets
+        for seed in seeds:
+            for row, views in forms:
+                result = table5_run(
+                    row, views, budget, seed, FLAGS.precision, FLAGS.runs_dir, FLAGS.extra_flags
+                )
+                runs.setdefault((budget, row, views), {})[seed] = result
+                report = {
+                    "benchmark": "NS3L budget ablation, Fashion-MNIST, 2,000 labels",
+                    "precision": FLAGS.precision,
+                    "machine": machine(),
+                    "num_runs": sum(map(len, runs.values())),
+                    "training_seconds_all_runs": round(
+                        sum(r["seconds"] for rs in runs.values() for r in rs.values())
+                    ),
+                    "wall_seconds_this_invocation": round(time.time() - start),
+                    "budgets": summarize(runs),
+                }
+                write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
