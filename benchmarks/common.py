@@ -76,14 +76,21 @@ TABLE5_ROWS = {
 FMNIST_VALIDATION = 5000
 
 
-def budget_flags(steps: int, evaluations: int = 6) -> list[str]:
+def _largest_divisor(number: int, at_most: int) -> int:
+    return max(d for d in range(1, max(1, at_most) + 1) if number % d == 0)
+
+
+def budget_flags(steps: int, evaluations: int = 6, checkpoint_steps: int = 500) -> list[str]:
     """A budget of `steps`: learning rate ×0.2 after two thirds of it (as flags/common/fmnist.cfg's
-    2,000 of 3,000), evaluated about `evaluations` times (at a divisor of `steps`)."""
-    every = max(d for d in range(1, max(1, steps // evaluations) + 1) if steps % d == 0)
+    2,000 of 3,000), evaluated about `evaluations` times (at a divisor of `steps`), with a
+    resumable checkpoint at least every `checkpoint_steps` (an interrupted benchmark loses
+    little; checkpoints do not change a run's results)."""
+    every = _largest_divisor(steps, steps // evaluations)
     return [
         f"--train_steps={steps}",
         f"--lr_decay_step={round(2 * steps / 3)}",
         f"--eval_every={every}",
+        f"--checkpoint_every={_largest_divisor(every, checkpoint_steps)}",
     ]
 
 

@@ -6,9 +6,9 @@
 Each configuration builds a fresh `SSLModel`, compiles it (`jit_compile` on or off), runs the
 same function `fit` runs on a fixed batch (64 labeled + 64 unlabeled, two augmentations for
 MixMatch), discards 2 warm-up steps (tracing) and reports the median of `--steps` timed steps,
-the images per second it consumes, the FLOPs of one step (counted by TensorFlow's profiler on
-the traced step's graph: convolutions, their gradients and matrix products) and the share of
-the machine's matmul roof those FLOPs reach. The roof is measured in the same run: the best of
+the images per second it consumes, the FLOPs of one step (counted on the traced step's graph:
+the convolutions, their gradients and the matrix products it executes) and the share of the
+machine's matmul roof those FLOPs reach. The roof is measured in the same run: the best of
 several 2048×2048 matrix products in float32 and in bfloat16.
 
 Rows accumulate in `--results_dir/step_time.json` (a rerun of some configurations replaces just
@@ -66,12 +66,36 @@ def matmul_roof(dtype: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def _op_flops(op) -> int:
+    """Multiply-adds × 2 of a convolution, its two gradients, or a matrix product."""
+    if op.type in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"):
+        # Each costs what the forward convolution does: 2 · N·Ho·Wo · kh·kw·Cin · Cout.
+        large = op.outputs[0] if op.type == "Conv2D" else op.inputs[2]  # (N, Ho, Wo, Cout)
+        kernel = op.outputs[0] if op.type == "Conv2DBackpropFilter" else op.inputs[1]
+        kh, kw, cin, _ = kernel.shape
+        return 2 * int(np.prod(large.shape)) * kh * kw * cin
+    if op.type == "MatMul":
+        a = op.inputs[0].shape
+        rows, inner = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])
+        return 2 * rows * inner * op.outputs[0].shape[-1]
+    return 0
+
+
 def step_flops(train_step, batch) -> int:
-    """Floating-point operations of one `train_step(batch)`, counted from its graph."""
+    """Floating-point operations of one `train_step(batch)`, counted from its traced graph:
+    the convolutions (and their input and filter gradients) and matrix products the step
+    executes, i.e. those its outputs and variable updates depend on (a gradient that nothing
+    uses, such as the filter gradients of VAT's power iteration, is pruned at run time)."""
     graph = tf.function(train_step).get_concrete_function(batch).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+    roots = [t.op for t in graph.outputs]
+    roots += [op for op in graph.get_operations() if op.op_def.is_stateful]
+    executed, stack = set(), roots
+    while stack:
+        op = stack.pop()
+        if op not in executed:
+            executed.add(op)
+            stack += [t.op for t in op.inputs] + list(op.control_inputs)
+    return sum(_op_flops(op) for op in executed)
 
 
 def _batch(model: SSLModel, shape, batch_size: int):
@@ -176,7 +200,7 @@ def markdown(report: dict) -> str:
         "",
         f"{report['machine']}; batch {report['batch_size']} labeled + {report['batch_size']} "
         "unlabeled (×2 augmentations for MixMatch); median of timed steps after 2 warm-up "
-        "steps; FLOPs counted by TensorFlow's profiler on each traced step; matmul roof of this "
+        "steps; FLOPs counted on each traced step's graph; matmul roof of this "
         f"run: {roofs['float32']:.0f} GFLOP/s float32, {roofs['bfloat16']:.0f} GFLOP/s "
         "bfloat16. `python benchmarks/step_time.py`.",
         "",

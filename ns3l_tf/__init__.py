@@ -3,6 +3,7 @@
 Public API (loaded on first use, so `import ns3l_tf` and the flag checks of the command-line
 tools need no TensorFlow):
   SSLModel                     the semi-supervised keras.Model (train_step / test_step)
+  load_model                   loads a saved SSLModel (a run's model.keras)
   ns3l_loss, ns3l_negatives    the NS³L loss and its threshold negatives mask
   negative_sampling_loss       the loss for any 0/1 negatives mask
   negatives                    the paper's Section 5 selectors (uniform, oracle, nearest neighbour)
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "ErrorRate": "ns3l_tf.metrics",
     "SSLModel": "ns3l_tf.ssl_model",
+    "load_model": "ns3l_tf.ssl_model",
     "default_ns3l_threshold": "ns3l_tf.methods",
     "negative_sampling_loss": "ns3l_tf.losses",
     "ns3l_loss": "ns3l_tf.losses",

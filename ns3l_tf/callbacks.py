@@ -1,12 +1,15 @@
-"""Callbacks of the training protocol: test-set evaluation, model selection, checkpoints."""
+"""Callbacks of the training protocol: test-set evaluation, model selection, resumable
+checkpoints, and stopping on a non-finite loss or a signal."""
 
 import os
+import signal
+import threading
 
 import keras
 import numpy as np
 from absl import logging
 
-from ns3l_tf import io_utils
+from ns3l_tf import checkpoints, io_utils
 
 
 class EvaluationHistory(keras.callbacks.Callback):
@@ -74,27 +77,147 @@ class EvaluationHistory(keras.callbacks.Callback):
         return min(validated, key=lambda r: r["val_error"]) if validated else None
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves `last.weights.h5` after every evaluation and `best.weights.h5` at each new lowest
-    `val_error`, each written to a temporary file and renamed, so a crash never leaves a
-    half-written checkpoint.
+class BestWeights(keras.callbacks.Callback):
+    """Saves `best.weights.h5` at each new lowest `val_error`, atomically.
 
     Args:
-      directory: where the two weight files go.
+      directory: where the weight file goes.
+      best_val_error: the lowest validation error so far (a resumed run's).
     """
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, best_val_error: float = float("inf")):
         super().__init__()
         self.directory = directory
-        self.best_val_error = float("inf")
+        self.best_val_error = best_val_error
 
-    def _save(self, name: str):
-        path = os.path.join(self.directory, name)
-        io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
-
-    def on_epoch_end(self, epoch, logs=None):  # best.weights.h5 only with validation data
-        self._save("last.weights.h5")
+    def on_epoch_end(self, epoch, logs=None):  # only with validation data
         val_error = (logs or {}).get("val_error")
         if val_error is not None and val_error < self.best_val_error:
             self.best_val_error = val_error
-            self._save("best.weights.h5")
+            path = os.path.join(self.directory, "best.weights.h5")
+            io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
+
+
+class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite (as
+    `keras.callbacks.TerminateOnNaN`), remembering the step.
+
+    Args:
+      steps_per_epoch: to turn `(epoch, batch)` into the training step.
+    """
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
+        self.step = None  # the step whose loss was not finite
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.step = self.epoch * self.steps_per_epoch + batch + 1
+            self.model.stop_training = True
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT and SIGTERM into a stop after the current step, remembering the signal.
+
+    The handlers are installed for the duration of training (main thread only) and the
+    previous ones restored after.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received = signum
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+class StateCheckpoint(keras.callbacks.Callback):
+    """Saves the resumable state (`ns3l_tf.checkpoints`) every `every` steps, after the
+    evaluation when a checkpoint falls on one, and where a signal stopped training; never
+    after a non-finite loss.
+
+    Args:
+      directory: the checkpoint directory.
+      every: steps between checkpoints (divides `steps_per_epoch`).
+      steps_per_epoch: steps between evaluations.
+      bookkeeping: `() → dict` of what else a resumed run needs (history, best error).
+      divergence: the run's `TerminateOnNonFiniteLoss`.
+      signals: the run's `StopOnSignal`.
+      mid_epoch_metrics: save the metrics' running sums in mid-epoch checkpoints (one
+        replica; a multi-replica run restarts the interval's training averages on resume).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        every: int,
+        steps_per_epoch: int,
+        bookkeeping,
+        divergence: TerminateOnNonFiniteLoss,
+        signals: StopOnSignal,
+        mid_epoch_metrics: bool = True,
+    ):
+        super().__init__()
+        self.directory = directory
+        self.every = every
+        self.steps_per_epoch = steps_per_epoch
+        self.bookkeeping = bookkeeping
+        self.divergence = divergence
+        self.signals = signals
+        self.mid_epoch_metrics = mid_epoch_metrics
+        self.epoch = 0
+        self.step = None
+        self.saved_step = None  # the step of the last checkpoint written
+
+    def _save(self, step: int):
+        if self.divergence.step is not None or step == self.saved_step:
+            return
+        mid_epoch = step % self.steps_per_epoch != 0
+        checkpoints.save(
+            self.directory,
+            self.model,
+            step,
+            self.bookkeeping(),
+            include_metrics=mid_epoch and self.mid_epoch_metrics,
+        )
+        self.saved_step = step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = self.epoch * self.steps_per_epoch + batch + 1
+        if self.step % self.every == 0 and self.step % self.steps_per_epoch:
+            self._save(self.step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        if step % self.every == 0:
+            self._save(step)
+
+    def on_train_end(self, logs=None):
+        if self.signals.received is not None and self.step is not None:
+            self._save(self.step)

@@ -1,16 +1,84 @@
-"""What every command line of the package shares: flag parsing and usage errors (exit 2)."""
+"""What every command line of the package shares: flag parsing, one-line errors, exit codes.
 
+Usage errors (bad flags, a run directory that cannot take the run, missing data) exit with
+code 2, runtime failures (corrupt data, divergence, a full disk) with 1, an interrupt with
+128 + the signal; each prints one `error: ...` line on stderr, with the traceback only under
+`--verbose` or `NS3L_VERBOSE=1`.
+"""
+
+import json
+import os
+import signal
 import sys
 
 from absl import flags
 
 USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+VERBOSE_ENV = "NS3L_VERBOSE"
+
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, f"Show the traceback of an error (also: {VERBOSE_ENV}=1)."
+)
+OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Empty the run's directory first, discarding what it holds."
+)
+
+
+def _one_line(message: str) -> str:
+    return f"error: {' '.join(str(message).split())}"
 
 
 def usage_error(message: str):
     """Ends the program with `error: <message>` on one stderr line and exit code 2."""
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    print(_one_line(message), file=sys.stderr)
     sys.exit(USAGE_ERROR)
+
+
+def runtime_error(message: str):
+    """Ends the program with `error: <message>` on one stderr line and exit code 1, or
+    re-raises the exception being handled under `--verbose`."""
+    if verbose():
+        raise  # noqa: PLE0704 (called from an except block)
+    print(_one_line(message), file=sys.stderr)
+    sys.exit(RUNTIME_ERROR)
+
+
+def verbose() -> bool:
+    return (_VERBOSE.present and _VERBOSE.value) or os.environ.get(VERBOSE_ENV) == "1"
+
+
+def interrupted(message: str, signum: int):
+    """Ends the program with `message` on stderr and exit code 128 + `signum`."""
+    print(message, file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def raise_keyboard_interrupt_on_sigterm() -> None:
+    """SIGTERM, like SIGINT, raises `KeyboardInterrupt` (outside the training loop, which
+    stops cleanly on either)."""
+
+    def handle(signum, frame):
+        del signum, frame
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handle)
+
+
+def is_chief_process(strategy: str) -> bool:
+    """Whether this process writes the run (read from `TF_CONFIG`, without TensorFlow): always,
+    except on the workers of a multi-worker cluster other than the chief (or worker 0)."""
+    if strategy != "multi_worker":
+        return True
+    spec = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = spec.get("task", {})
+    if task.get("type") == "chief":
+        return True
+    return (
+        task.get("type") == "worker"
+        and task.get("index") == 0
+        and ("chief" not in spec.get("cluster", {}))
+    )
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -52,8 +52,10 @@ class Config:
     )
     data_dir: str | None = setting(
         None,
-        "Directory holding the dataset files (Fashion-MNIST IDX files); searched before "
-        "$NS3L_DATA_DIR and /usr/share/datasets/fashion-mnist.",
+        "Directory holding the dataset files (Fashion-MNIST IDX files, or a TFDS data dir); "
+        "when set, the only place searched. Default: $NS3L_DATA_DIR, "
+        "/usr/share/datasets/fashion-mnist, then $TFDS_DATA_DIR.",
+        defines_run=False,  # results.json records the files read and their digests
     )
     num_labeled: int = setting(2000, "Labeled images, the same number per class.")
     num_validation: int | None = setting(
@@ -66,7 +68,11 @@ class Config:
         "Add the extra unlabeled split (svhn_cropped: extra, 531,131 images; stl10: "
         "unlabelled, 100,000); default on for stl10 only.",
     )
-    seed: int = setting(0, "Draws the labeled subset; seeds shuffling, augmentation, weights.")
+    seed: int = setting(
+        0,
+        "Draws the labeled subset; seeds shuffling, augmentation, weights.",
+        check=non_negative(),
+    )
     model: str = setting(
         "small_cnn",
         f"Backbone: {', '.join(sorted(MODELS))}.",
@@ -147,23 +153,42 @@ class Config:
     eval_every: int = setting(
         500, "Steps between evaluations on validation and test.", check=positive
     )
-    eval_batch_size: int = setting(1000, "Batch size of evaluation.", check=positive)
+    eval_batch_size: int = setting(
+        1000, "Batch size of evaluation.", check=positive, defines_run=False
+    )
+    checkpoint_every: int | None = setting(
+        None,
+        "Steps between resumable checkpoints (rerunning the command resumes from the last); "
+        "must divide --eval_every; default every evaluation.",
+        check=positive,
+        defines_run=False,
+    )
+    deterministic: bool = setting(
+        False,
+        "Deterministic TensorFlow ops, so a killed and resumed run ends bit for bit like an "
+        "uninterrupted one (slower on some ops).",
+        defines_run=False,
+    )
     strategy: str = setting(
         "default",
         "tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
         "multi_worker (one process per machine; the cluster comes from TF_CONFIG). "
         "--batch_size and --unlabeled_batch_size are global.",
         check=_named("strategy", STRATEGIES),
+        defines_run=False,
     )
     num_gpus: int = setting(
         0,
         "GPUs for --strategy=mirrored; 0: every visible GPU.",
         check=non_negative("0: every visible GPU"),
+        defines_run=False,
     )
     output_dir: str | None = setting(
         None,
         "Where results.json, checkpoints and TensorBoard logs go; default "
-        "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>.",
+        "runs/<dataset>_<num_labeled>_<algorithm>_seed<seed>. One configuration per directory: "
+        "rerunning resumes it (or says it is finished); other flags are refused.",
+        defines_run=False,
     )
     methods: dict[str, Any] = dataclasses.field(default=None, hash=False)
 
@@ -245,6 +270,28 @@ class Config:
         run = {name: getattr(self, name) for name in _RUN_FIELDS}
         return {**run, **methods_lib.flat_settings(self.methods)}
 
+    def run_defining_values(self) -> dict[str, Any]:
+        """`flag_values()` less where and how the run executes (`defines_run=False`): what a
+        run directory must agree with to be resumed."""
+        execution = [n for n, f in _RUN_FIELDS.items() if not f.metadata["defines_run"]]
+        return {k: v for k, v in self.flag_values().items() if k not in execution}
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """`checkpoint_every` with its default (every evaluation) resolved."""
+        return self.checkpoint_every or self.eval_every
+
+    def split_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of `ns3l_tf.data.load_ssl_data` for this run's split."""
+        return {
+            "dataset": self.dataset,
+            "num_labeled": self.num_labeled,
+            "num_validation": self.validation_size,
+            "seed": self.seed,
+            "data_dir": self.data_dir,
+            "extra_unlabeled": self.extra_unlabeled,
+        }
+
     def model_settings(self) -> dict[str, Any]:
         """`SSLModel` keyword arguments: the settings of the methods the algorithm names, the
         warm-up and the seed."""
@@ -306,6 +353,8 @@ def _validate(c: Config) -> None:
         fail("num_gpus", "only applies to --strategy=mirrored")
     if c.train_steps % c.eval_every:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
+    if c.checkpoint_every and c.eval_every % c.checkpoint_every:
+        fail("checkpoint_every", f"must divide --eval_every={c.eval_every}")
 
 
 # The KerasTuner searches of `python -m ns3l_tf.tune` (ns3l_tf.tuning).
@@ -329,6 +378,17 @@ class SearchSpace:
                 raise ConfigError(
                     f"--{flag}={','.join(map(str, bounds))}: need two numbers 0 < low < high"
                 )
+
+
+def search_flags(config: Config, tuner: str, space: SearchSpace) -> dict[str, Any]:
+    """What defines a search's trials (what its `--tune_dir` must agree with to resume): the
+    run's defining flags, the tuner and the ranges; not `--max_trials`, which may grow."""
+    return {
+        **config.run_defining_values(),
+        "tuner": tuner,
+        "threshold_range": list(space.threshold_times_classes),
+        "weight_range": list(space.weight),
+    }
 
 
 def check_search(config: Config, tuner: str, max_trials: int) -> None:

@@ -3,10 +3,10 @@
     strategy = make_strategy("mirrored", num_gpus=4)        # one machine, 4 GPUs
     with strategy.scope():
         model = ns3l_tf.experiment.build_model(config, num_replicas=strategy.num_replicas_in_sync)
-    model.fit(...)                                           # MirroredStrategy: plain fit
+    model.fit(...)                     # MirroredStrategy: plain fit works, and so does loop.fit
 
     strategy = make_strategy("multi_worker")                # reads TF_CONFIG
-    ... fit_with_custom_loop(model, strategy, train_ds, ...) # fit is broken there (Keras 3.15)
+    ns3l_tf.loop.fit(model, strategy, train_ds, ...)         # fit is broken there (Keras 3.15)
 
 Batches are global: every replica gets `batch_size / replicas` labeled and unlabeled images
 and `SSLModel.train_step` divides its local means by the number of replicas, so gradients
@@ -17,7 +17,6 @@ number of replicas. Backbones built for several replicas use synchronized BatchN
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ns3l_tf.config import STRATEGIES
@@ -102,57 +101,3 @@ def evaluate_locally(model: keras.Model, dataset: tf.data.Dataset) -> dict:
         total += int(labels.shape[0])
     accuracy = correct / total
     return {"loss": loss_sum / total, "accuracy": accuracy, "error": 100.0 * (1.0 - accuracy)}
-
-
-def fit_with_custom_loop(
-    model: keras.Model,
-    strategy: tf.distribute.Strategy,
-    train_data: tf.data.Dataset,
-    *,
-    steps_per_epoch: int,
-    epochs: int,
-    validation_data: tf.data.Dataset | None = None,
-    callbacks=(),
-    verbose: int = 0,
-) -> list[dict]:
-    """`model.fit` for strategies where Keras's `fit` fails (multi-worker, keras#20585).
-
-    Runs the model's own `train_step` on every replica with `strategy.run` and averages the
-    logs over replicas, as `fit` does. Callbacks get the same calls as in `fit` (train, epoch
-    and batch begin/end, `on_test_begin/end` around validation, so `SwapEMAWeights` works),
-    and the epoch logs carry `val_*` entries from `evaluate_locally`.
-
-    Returns:
-      The epoch logs, one dict per epoch.
-    """
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=False, add_progbar=verbose > 0, model=model, verbose=verbose
-    )
-    callback_list.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": verbose})
-    iterator = iter(strategy.experimental_distribute_dataset(shard_by_data(train_data)))
-
-    @tf.function
-    def train_step(iterator):
-        logs = strategy.run(model.train_step, args=(next(iterator),))
-        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
-
-    history = []
-    callback_list.on_train_begin()
-    for epoch in range(epochs):
-        for metric in model.metrics:
-            metric.reset_state()
-        callback_list.on_epoch_begin(epoch)
-        for step in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(step)
-            logs = train_step(iterator)
-            callback_list.on_train_batch_end(step, logs)
-        epoch_logs = {name: float(np.asarray(value)) for name, value in logs.items()}
-        if validation_data is not None:
-            callback_list.on_test_begin()
-            validation = evaluate_locally(model, validation_data)
-            callback_list.on_test_end(validation)
-            epoch_logs.update({f"val_{name}": value for name, value in validation.items()})
-        callback_list.on_epoch_end(epoch, epoch_logs)
-        history.append(epoch_logs)
-    callback_list.on_train_end(history[-1] if history else None)
-    return history

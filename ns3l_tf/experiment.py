@@ -29,15 +29,9 @@ def load_data(config: Config) -> data_lib.SSLData:
 
     Raises:
       DataNotFoundError: the data is not on this machine (the message says how to get it).
+      CorruptDataError: a data file is unreadable or inconsistent (the message names it).
     """
-    return data_lib.load_ssl_data(
-        config.dataset,
-        config.num_labeled,
-        config.validation_size,
-        config.seed,
-        config.data_dir,
-        config.extra_unlabeled,
-    )
+    return data_lib.load_ssl_data(**config.split_arguments())
 
 
 def learning_rate_schedule(config: Config):

@@ -1,4 +1,8 @@
-"""Atomic file output: a reader sees the old file or the complete new one, never a half."""
+"""Atomic file output: a reader sees the old file or the complete new one, never a half.
+
+Files get the permissions of an ordinary new file (0666 less the process's umask), not the
+0600 of a private temporary file.
+"""
 
 import json
 import os
@@ -7,8 +11,20 @@ import tempfile
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write(path: str, write_fn, suffix: str = "") -> None:
     """Calls `write_fn(tmp_path)` on a temporary file beside `path`, then renames it over `path`.
+
+    A failure (a full disk, an interrupt) removes the temporary file and leaves `path` as it
+    was.
 
     Args:
       path: the final file.
@@ -21,6 +37,7 @@ def atomic_write(path: str, write_fn, suffix: str = "") -> None:
     os.close(fd)
     try:
         write_fn(tmp_path)
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -29,12 +46,16 @@ def atomic_write(path: str, write_fn, suffix: str = "") -> None:
 
 
 def write_json(path: str, obj) -> None:
-    """Writes `obj` as indented JSON to `path`, atomically."""
+    """Writes `obj` as indented, strict JSON to `path`, atomically.
+
+    Raises:
+      ValueError: `obj` holds NaN or infinity, which strict JSON cannot say.
+    """
 
     def write(tmp_path):
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False)
         with open(tmp_path, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text + "\n")
 
     atomic_write(path, write, suffix=".json")
 

@@ -26,7 +26,14 @@ class ConfigError(ValueError):
     """A setting's value is not allowed; the message names the flag and what is allowed."""
 
 
-def setting(default, help_text: str, *, check: Check | None = None, tunable: bool = False):
+def setting(
+    default,
+    help_text: str,
+    *,
+    check: Check | None = None,
+    tunable: bool = False,
+    defines_run: bool = True,
+):
     """A settings-dataclass field.
 
     Args:
@@ -35,10 +42,12 @@ def setting(default, help_text: str, *, check: Check | None = None, tunable: boo
       check: validates a non-None value; returns None or a message such as "must be > 0".
       tunable: held in a non-trainable `keras.Variable` by `SSLModel`, so callbacks and
         tuners can change it during training (loss weights, NS³L's threshold).
+      defines_run: whether the value is part of what a run computes (a run directory refuses
+        a rerun that changes it); False for where and how it runs (paths, devices, batch size
+        of evaluation, checkpoint frequency).
     """
-    return dataclasses.field(
-        default=default, metadata={"help": help_text, "check": check, "tunable": tunable}
-    )
+    metadata = {"help": help_text, "check": check, "tunable": tunable, "defines_run": defines_run}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def positive(value) -> str | None:

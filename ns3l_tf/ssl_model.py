@@ -316,3 +316,18 @@ def _resolved(values, num_classes: int):
     `resolved(num_classes)`, e.g. NS³L's T = 0.4 / K)."""
     resolve = getattr(values, "resolved", None)
     return resolve(num_classes) if resolve is not None else values
+
+
+def load_model(path: str, compile: bool = True) -> SSLModel:
+    """Loads an `SSLModel` saved with `model.save(path)` (e.g. a run's `model.keras`).
+
+    `keras.saving.load_model` finds the package's classes only once their modules are
+    imported (they register themselves); this imports every one, then loads.
+
+    Args:
+      path: a `.keras` file.
+      compile: restore the optimizer too.
+    """
+    from ns3l_tf.models import augmentation, layers, precision, preprocessing  # noqa: F401
+
+    return keras.saving.load_model(path, compile=compile)

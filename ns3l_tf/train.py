@@ -2,9 +2,12 @@
 
     python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg [--flag=value ...]
 
-Flags given after `--flagfile` override the file. Bad flag values end with one line on stderr
-and exit code 2 before TensorFlow is imported or anything is loaded or written. The run is
-`ns3l_tf.training.run`; see there for what it writes.
+Flags given after `--flagfile` override the file. Everything checkable from the flags alone
+(their values, an `--output_dir` that is a file or not writable, a directory holding a run
+with other flags or a live run) is checked before TensorFlow is imported or anything is
+loaded: one line on stderr, exit code 2. Rerunning a command resumes its run from the last
+checkpoint, or reports a finished run without training; `--overwrite` starts again. The run
+is `ns3l_tf.training.run`; see there for what it writes.
 """
 
 import os
@@ -13,36 +16,74 @@ from absl import app, flags
 
 from ns3l_tf import cli
 from ns3l_tf import config as config_lib
+from ns3l_tf import data as data_lib
 from ns3l_tf.config import ConfigError, config_from_flags
-from ns3l_tf.data.sources import DataNotFoundError
+from ns3l_tf.run_dir import RunDirectory
 
 flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
+flags.adopt_module_key_flags(cli)
+
+
+def summary(results: dict, run_dir: str) -> str:
+    """The one line a run ends with."""
+    line = f"test error {results['test_error']:.2f}% after {results['steps']} steps "
+    line += f"({results['seconds']:.0f} s)"
+    if results["best_val_error"] is not None:
+        line += (
+            f"; at the lowest validation error ({results['best_val_error']:.2f}%, step "
+            f"{results['best_val_step']}): test error {results['best_val_test_error']:.2f}%"
+        )
+    return f"{line}; results in {os.path.join(run_dir, 'results.json')}"
 
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
+    cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
-    except ConfigError as error:
+        run_dir = None  # only the chief of a multi-worker cluster writes
+        if cli.is_chief_process(config.strategy):
+            run_dir = RunDirectory(config.run_dir)
+            run_dir.open(config.run_defining_values(), cli.OVERWRITE.value)
+            finished = run_dir.finished()
+            if finished is not None:
+                print(f"finished already: {summary(finished, config.run_dir)}")
+                return
+        data = data_lib.load_ssl_data(**config.split_arguments())  # TensorFlow only for TFDS
+    except (ConfigError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    from ns3l_tf import distribute, experiment, training  # TensorFlow: only once flags are valid
+    except data_lib.CorruptDataError as error:
+        cli.runtime_error(str(error))
+    except KeyboardInterrupt:
+        cli.interrupted("interrupted before training started", 2)
+    try:
+        _train(config, data, run_dir)
+    finally:
+        if run_dir is not None:
+            run_dir.close()
+
+
+def _train(config, data, run_dir) -> None:
+    from ns3l_tf import distribute, training  # TensorFlow: only once flags and data are good
 
     try:
         # Before any other TensorFlow op: collectives are configured at startup.
         strategy = distribute.make_strategy(config.strategy, config.num_gpus)
-        experiment.check_divisible(config, strategy.num_replicas_in_sync)
-        data = experiment.load_data(config)
-    except (ConfigError, distribute.StrategyError, DataNotFoundError) as error:
+        results = training.run(config, data, strategy=strategy, run_dir=run_dir)
+    except (ConfigError, distribute.StrategyError) as error:
         cli.usage_error(str(error))
-    results = training.run(config, data, strategy=strategy)
-    summary = f"test error {results['test_error']:.2f}% after {results['steps']} steps "
-    summary += f"({results['seconds']:.0f} s)"
-    if results["best_val_error"] is not None:
-        summary += (
-            f"; at the lowest validation error ({results['best_val_error']:.2f}%, step "
-            f"{results['best_val_step']}): test error {results['best_val_test_error']:.2f}%"
-        )
-    print(f"{summary}; results in {os.path.join(config.run_dir, 'results.json')}")
+    except training.TrainingInterruptedError as stop:
+        cli.interrupted(str(stop), stop.signal)
+    except KeyboardInterrupt:
+        cli.interrupted("interrupted before training started", 2)
+    except training.DivergenceError as error:
+        cli.runtime_error(str(error))
+    except OSError as error:  # a full disk, a directory that became unwritable
+        where = f": {error.filename}" if error.filename else ""
+        cli.runtime_error(f"{error.strerror or error}{where}")
+    except Exception as error:  # noqa: BLE001 (one line, the traceback under --verbose)
+        cli.runtime_error(f"{type(error).__name__}: {error} (--verbose shows the traceback)")
+    print(summary(results, config.run_dir))
 
 
 if __name__ == "__main__":

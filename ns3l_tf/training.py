@@ -1,10 +1,14 @@
 """Train one semi-supervised model as a `Config` says, evaluating as it goes, and write the run.
 
-`run(config)` is what `python -m ns3l_tf.train` calls; it writes into `config.run_dir`:
-`results.json` (written last, atomically), `split.npz`, `checkpoints/{last,best}.weights.h5`,
-`model.keras` and `tensorboard/`.
+`run(config)` is what `python -m ns3l_tf.train` calls. It writes into `config.run_dir`:
+`config.json` (the flags that define the run), `split.npz`, `checkpoints/` (the resumable
+state `state.json` + `state-<step>.npz`, and `best.weights.h5`), `tensorboard/`, and at the
+end `model.keras` and `results.json` (written last, atomically: a run is finished when it
+exists). Calling it again with the same config resumes from the last checkpoint, or returns
+the finished run's results without training.
 """
 
+import math
 import os
 import sys
 import time
@@ -13,10 +17,49 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from ns3l_tf import checkpoints, distribute, experiment, io_utils, loop
 from ns3l_tf import data as data_lib
-from ns3l_tf import distribute, experiment, io_utils
-from ns3l_tf.callbacks import AtomicCheckpoint, EvaluationHistory
+from ns3l_tf.callbacks import (
+    BestWeights,
+    EvaluationHistory,
+    StateCheckpoint,
+    StopOnSignal,
+    TerminateOnNonFiniteLoss,
+)
 from ns3l_tf.config import Config
+from ns3l_tf.run_dir import RunDirectory
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite; no results are written.
+
+    Attributes:
+      step: the step whose loss was not finite.
+      checkpoint_step: the step of the last (finite) checkpoint kept, or None.
+    """
+
+    def __init__(self, step: int, checkpoint_step: int | None):
+        kept = f"step {checkpoint_step}" if checkpoint_step else "none yet"
+        super().__init__(
+            f"training diverged: the loss is not finite at step {step}; no results are written "
+            f"and the last finite checkpoint ({kept}) is kept (try a lower --learning_rate)"
+        )
+        self.step = step
+        self.checkpoint_step = checkpoint_step
+
+
+class TrainingInterruptedError(Exception):
+    """A signal stopped training after a step, and a checkpoint of that step was written.
+
+    Attributes:
+      step: the last step trained.
+      signal: the signal number.
+    """
+
+    def __init__(self, step: int, signal: int):
+        super().__init__(f"interrupted at step {step}; run the same command to resume")
+        self.step = step
+        self.signal = signal
 
 
 def run(
@@ -24,11 +67,17 @@ def run(
     data: data_lib.SSLData | None = None,
     verbose="auto",
     strategy: tf.distribute.Strategy | None = None,
+    run_dir: RunDirectory | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Trains as `config` says, evaluating every `eval_every` steps, and writes the outputs.
 
-    Under a multi-worker strategy only the chief writes; every worker trains the same model
-    and returns the same results.
+    Resumes from the last checkpoint in `config.run_dir`, with everything that determines the
+    rest of the run (see `ns3l_tf.checkpoints`; the input stream skips the batches already
+    trained on), and returns a finished run's results without training. Under a
+    multi-worker strategy only the chief writes; every worker reads the chief's checkpoint
+    (the run directory must be on storage they share), trains the same model and returns the
+    same results.
 
     Args:
       config: the validated run configuration.
@@ -36,16 +85,41 @@ def run(
       strategy: default `distribute.make_strategy(config.strategy, config.num_gpus)`.
       verbose: Keras progress output: "auto" (a bar on a terminal, one line per evaluation
         otherwise), 0, 1 or 2.
+      run_dir: the run's directory, opened (locked) by the caller; default opens it here.
+      overwrite: start again in a directory that holds another (or the same) run.
 
     Returns:
       The dictionary written to `results.json`. Errors are percentages; `test_error` is at
       the last evaluation, `best_val_test_error` at the evaluation with the lowest
       validation error (None without validation data).
+
+    Raises:
+      RunDirError: the directory holds a run with other flags, or another live run.
+      DivergenceError: the loss became non-finite (no results written).
+      TrainingInterruptedError: SIGINT or SIGTERM stopped training (a checkpoint was written).
     """
-    if data is None:
-        data = experiment.load_data(config)
     if strategy is None:
         strategy = distribute.make_strategy(config.strategy, config.num_gpus)
+    writes = distribute.is_chief(strategy)
+    opened_here = run_dir is None and writes
+    if opened_here:
+        run_dir = RunDirectory(config.run_dir).open(config.run_defining_values(), overwrite)
+    try:
+        finished = run_dir.finished() if run_dir else None
+        if finished is not None:
+            logging.info("%s: finished already", config.run_dir)
+            return finished
+        return _train(config, data, verbose, strategy, writes)
+    finally:
+        if opened_here:
+            run_dir.close()
+
+
+def _train(config, data, verbose, strategy, writes) -> dict:
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if data is None:
+        data = experiment.load_data(config)
     num_replicas = strategy.num_replicas_in_sync
     experiment.check_divisible(config, num_replicas)
     keras.utils.set_random_seed(config.seed)
@@ -66,22 +140,57 @@ def run(
     datasets = experiment.build_datasets(config, model, data, extras)
 
     run_dir = config.run_dir
-    custom_loop = config.strategy == "multi_worker"  # Model.fit fails there (keras#20585)
-    writes = distribute.is_chief(strategy)
-    if writes:
-        io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    multi_worker = config.strategy == "multi_worker"
     use_ema = config.ema_decay > 0
     history = EvaluationHistory(
         datasets.test,
         steps_per_epoch=config.eval_every,
         use_ema=use_ema,
-        evaluate_fn=distribute.evaluate_locally if custom_loop else None,
+        evaluate_fn=distribute.evaluate_locally if multi_worker else None,
     )
+    best = BestWeights(checkpoint_dir)
+    state = checkpoints.latest(checkpoint_dir)
+    start_step, seconds_before, resumed_at = 0, 0.0, []
+    if state is not None:
+        checkpoints.restore(checkpoint_dir, model, state)
+        start_step = state["step"]
+        history.records = state["history"]
+        if state["best_val_error"] is not None:
+            best.best_val_error = state["best_val_error"]
+        seconds_before = state["seconds"]
+        resumed_at = [*state["resumed_at_steps"], start_step]
+        logging.info("%s: resuming at step %d", run_dir, start_step)
+    elif writes:
+        io_utils.write_split(os.path.join(run_dir, "split.npz"), data.split)
+
+    divergence = TerminateOnNonFiniteLoss(config.eval_every)
+    signals = StopOnSignal()
+    start = time.time()
+
+    def bookkeeping() -> dict:
+        return {
+            "history": history.records,
+            "best_val_error": None if math.isinf(best.best_val_error) else best.best_val_error,
+            "seconds": round(seconds_before + time.time() - start, 2),
+            "resumed_at_steps": resumed_at,
+        }
+
     callbacks = [*([keras.callbacks.SwapEMAWeights()] if use_ema else []), history]
+    callbacks += [divergence, signals]
     if writes:
         callbacks += [
-            AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+            best,
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+            StateCheckpoint(
+                checkpoint_dir,
+                config.checkpoint_interval,
+                config.eval_every,
+                bookkeeping,
+                divergence,
+                signals,
+                mid_epoch_metrics=num_replicas == 1,
+            ),
         ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
@@ -99,48 +208,42 @@ def run(
         config.methods["ns3l"].weight,
         num_replicas,
     )
-    start = time.time()
-    schedule = {
-        "steps_per_epoch": config.eval_every,
-        "epochs": config.train_steps // config.eval_every,
-    }
-    if custom_loop:
-        distribute.fit_with_custom_loop(
-            model,
-            strategy,
-            datasets.train,
-            validation_data=datasets.validation,
-            callbacks=callbacks,
-            **schedule,
-        )
-    else:
-        model.fit(
-            datasets.train,
-            validation_data=datasets.validation,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the tf.data streams shuffle themselves
-            **schedule,
-        )
-    seconds = time.time() - start
+    step = loop.fit(
+        model,
+        strategy,
+        datasets.train,
+        total_steps=config.train_steps,
+        eval_every=config.eval_every,
+        start_step=start_step,
+        validation_data=datasets.validation,
+        callbacks=callbacks,
+        verbose=verbose,
+        reset_metrics_at_start=state is None or not state["include_metrics"],
+    )
+    if divergence.step is not None:
+        saved = checkpoints.latest(checkpoint_dir)
+        raise DivergenceError(divergence.step, saved["step"] if saved else None)
+    if signals.received is not None:
+        raise TrainingInterruptedError(step, signals.received)
     if writes:
         io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
 
-    last, best = history.records[-1], history.best or {}
+    last, best_record = history.records[-1], history.best or {}
     results = {
         "test_error": last["test_error"],
         "final_val_error": last.get("val_error"),
-        "best_val_test_error": best.get("test_error"),
-        "best_val_error": best.get("val_error"),
-        "best_val_step": best.get("step"),
+        "best_val_test_error": best_record.get("test_error"),
+        "best_val_error": best_record.get("val_error"),
+        "best_val_step": best_record.get("step"),
         "median_last20_test_error": history.median_test_error(last=20),
-        "steps": int(model.optimizer.iterations.numpy()),
-        "seconds": round(seconds, 2),
+        "steps": step,
+        **{k: v for k, v in bookkeeping().items() if k in ("seconds", "resumed_at_steps")},
         "preprocessing_seconds": round(preprocessing_seconds, 2),
         "num_labeled": len(data.labeled_labels),
         "num_unlabeled": data.num_unlabeled,
         "num_validation": len(data.validation_labels),
         "labeled_digest": data.labeled_digest(),
+        "data": data.source,
         "num_replicas": num_replicas,
         "flags": {**config.flag_values(), "ns3l_threshold": config.threshold},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},

@@ -17,8 +17,16 @@ from absl import app, flags
 
 from ns3l_tf import cli
 from ns3l_tf import config as config_lib
-from ns3l_tf.config import TUNERS, ConfigError, SearchSpace, check_search, config_from_flags
-from ns3l_tf.data.sources import DataNotFoundError
+from ns3l_tf import data as data_lib
+from ns3l_tf.config import (
+    TUNERS,
+    ConfigError,
+    SearchSpace,
+    check_search,
+    config_from_flags,
+    search_flags,
+)
+from ns3l_tf.run_dir import RunDirectory
 
 _TUNER = flags.DEFINE_string("tuner", "bayesian", f"Search: {', '.join(TUNERS)}.")
 _MAX_TRIALS = flags.DEFINE_integer(
@@ -32,6 +40,7 @@ _THRESHOLD_RANGE = flags.DEFINE_list(
 )
 _WEIGHT_RANGE = flags.DEFINE_list("weight_range", ["0.1", "10"], "lambda_1: low,high (log).")
 flags.adopt_module_key_flags(config_lib)
+flags.adopt_module_key_flags(cli)
 
 
 def _float_pair(holder: flags.FlagHolder) -> tuple[float, ...]:
@@ -45,20 +54,33 @@ def _float_pair(holder: flags.FlagHolder) -> tuple[float, ...]:
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
+    cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
         space = SearchSpace(_float_pair(_THRESHOLD_RANGE), _float_pair(_WEIGHT_RANGE))
         check_search(config, _TUNER.value, _MAX_TRIALS.value)
-    except ConfigError as error:
+        directory = _TUNE_DIR.value or os.path.join(
+            "runs", "tune", os.path.basename(config.run_dir)
+        )
+        tune_dir = RunDirectory(directory, flag="tune_dir")
+        tune_dir.open(search_flags(config, _TUNER.value, space), cli.OVERWRITE.value)
+        data = data_lib.load_ssl_data(**config.split_arguments())
+    except (ConfigError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    from ns3l_tf import experiment, tuning  # TensorFlow: only once flags are valid
+    except data_lib.CorruptDataError as error:
+        cli.runtime_error(str(error))
+    except KeyboardInterrupt:
+        cli.interrupted("interrupted before the search started", 2)
+    from ns3l_tf import tuning  # TensorFlow: only once flags and data are good
 
-    directory = _TUNE_DIR.value or os.path.join("runs", "tune", os.path.basename(config.run_dir))
     try:
-        data = experiment.load_data(config)
-    except DataNotFoundError as error:
-        cli.usage_error(str(error))
-    results = tuning.run(config, data, _TUNER.value, _MAX_TRIALS.value, directory, space, verbose=1)
+        results = tuning.run(
+            config, data, _TUNER.value, _MAX_TRIALS.value, directory, space, 1, tune_dir
+        )
+    except KeyboardInterrupt:
+        cli.interrupted("interrupted; run the same command to resume the search", 2)
+    finally:
+        tune_dir.close()
     print(tuning.markdown(results["trials"], results["test_error_of_best"], _TUNER.value))
     print(f"best flagfile: {os.path.join(directory, 'best.cfg')}")
 

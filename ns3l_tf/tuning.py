@@ -18,7 +18,8 @@ import keras_tuner as kt
 
 from ns3l_tf import data as data_lib
 from ns3l_tf import experiment, io_utils
-from ns3l_tf.config import Config, SearchSpace, check_search
+from ns3l_tf.config import Config, SearchSpace, check_search, search_flags
+from ns3l_tf.run_dir import RunDirectory
 
 DEFAULT_SEARCH_SPACE = SearchSpace()
 
@@ -146,12 +147,35 @@ def run(
     directory: str = "runs/tune",
     space: SearchSpace = DEFAULT_SEARCH_SPACE,
     verbose: int = 0,
+    tune_dir: RunDirectory | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Runs (or resumes) the search and writes `trials.{json,md}` and `best.cfg`.
 
+    `directory` remembers what defines the trials (`config.search_flags`): resuming it with
+    other values is refused unless `overwrite`, which starts afresh.
+
+    Args:
+      tune_dir: `directory`, opened (locked) by the caller; default opens it here.
+
     Returns:
       `{"trials": [...], "best": {...}, "test_error_of_best": float, ...}`.
+
+    Raises:
+      RunDirError: `directory` holds a search with other flags, or a live search.
     """
+    opened_here = tune_dir is None
+    if opened_here:
+        tune_dir = RunDirectory(directory, flag="tune_dir")
+        tune_dir.open(search_flags(config, tuner, space), overwrite)
+    try:
+        return _search(config, data, tuner, max_trials, directory, space, verbose)
+    finally:
+        if opened_here:
+            tune_dir.close()
+
+
+def _search(config, data, tuner, max_trials, directory, space, verbose) -> dict:
     search = make_tuner(config, data, tuner, max_trials, directory, space)
     start = time.time()
     search.search(verbose=verbose)

@@ -61,8 +61,14 @@ def test_budgets_decay_after_two_thirds_and_evaluate_about_six_times():
         "--train_steps=1560",
         "--lr_decay_step=1040",
         "--eval_every=260",
+        "--checkpoint_every=260",
     ]
-    assert common.budget_flags(5000)[1:] == ["--lr_decay_step=3333", "--eval_every=625"]
+    assert common.budget_flags(5000)[1:] == [
+        "--lr_decay_step=3333",
+        "--eval_every=625",
+        "--checkpoint_every=125",
+    ]
+    assert common.budget_flags(12000)[2:] == ["--eval_every=2000", "--checkpoint_every=500"]
     assert common.budget_flags(4)[2] == "--eval_every=1"
 
 

@@ -13,10 +13,17 @@ from .conftest import REPO_ROOT
 # Lowest first; a module may import from its own layer or any layer below.
 LAYERS = [
     ("ns3l_tf.settings", "ns3l_tf.io_utils"),
-    ("ns3l_tf.losses", "ns3l_tf.schedules", "ns3l_tf.metrics", "ns3l_tf.models", "ns3l_tf.data"),
+    (
+        "ns3l_tf.losses",
+        "ns3l_tf.schedules",
+        "ns3l_tf.metrics",
+        "ns3l_tf.models",
+        "ns3l_tf.data",
+        "ns3l_tf.checkpoints",
+    ),
     ("ns3l_tf.methods", "ns3l_tf.negatives"),
-    ("ns3l_tf.ssl_model", "ns3l_tf.callbacks", "ns3l_tf.config"),
-    ("ns3l_tf.distribute", "ns3l_tf.experiment"),
+    ("ns3l_tf.ssl_model", "ns3l_tf.callbacks", "ns3l_tf.config", "ns3l_tf.run_dir"),
+    ("ns3l_tf.distribute", "ns3l_tf.experiment", "ns3l_tf.loop"),
     ("ns3l_tf.training", "ns3l_tf.tuning"),
     ("ns3l_tf.cli", "ns3l_tf.train", "ns3l_tf.tune", "ns3l_tf.inspect_data"),
 ]

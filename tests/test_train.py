@@ -161,10 +161,21 @@ def test_cli_end_to_end(tmp_path):
     assert {"ns3l_loss", "ns3l_negatives", "test_error"} <= set(results["history"][0])
     assert len(results["labeled_digest"]) == 64
     files = sorted(os.listdir(output_dir))
-    assert files == ["checkpoints", "model.keras", "results.json", "split.npz", "tensorboard"]
+    assert files == [
+        ".lock",
+        "checkpoints",
+        "config.json",
+        "model.keras",
+        "results.json",
+        "split.npz",
+        "tensorboard",
+    ]
     split = np.load(output_dir / "split.npz")
     assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
-    assert sorted(os.listdir(output_dir / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]
+    checkpoints = sorted(os.listdir(output_dir / "checkpoints"))
+    assert checkpoints == ["best.weights.h5", "state-000000020.npz", "state.json"]
+    assert json.loads((output_dir / "config.json").read_text())["train_steps"] == 20
+    assert results["data"]["directory"] == "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.mark.parametrize(

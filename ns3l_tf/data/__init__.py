@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from ns3l_tf.data.sources import DATASETS, DataNotFoundError, DatasetInfo, RawData, load_raw
+from ns3l_tf.data.sources import (
+    DATASETS,
+    CorruptDataError,
+    DataNotFoundError,
+    DatasetInfo,
+    RawData,
+    load_raw,
+)
 from ns3l_tf.data.splits import SplitIndices, split_training_set
 
 # The tf.data streams (and the augmentation they use) load TensorFlow, so they are imported
@@ -37,7 +44,8 @@ class SSLData:
     training, kept for diagnostics. `extra_unlabeled` is an optional stream of `extra_size`
     further unlabeled uint8 images (SVHN `extra`, STL-10 `unlabelled`), without labels.
     `mean` and `std` `(C,)` are the per-channel statistics of the in-memory training pool
-    (labeled + unlabeled) on the [0, 1] scale.
+    (labeled + unlabeled) on the [0, 1] scale. `source` says where the data was read and its
+    SHA-256 digests.
     """
 
     info: DatasetInfo
@@ -54,6 +62,7 @@ class SSLData:
     std: np.ndarray
     extra_unlabeled: Any = None
     extra_size: int = 0
+    source: dict = dataclasses.field(default_factory=dict)
 
     @property
     def training_images(self) -> np.ndarray:
@@ -97,6 +106,7 @@ def ssl_data_from_raw(
         std=scaled.std(axis=0).astype(np.float32),
         extra_unlabeled=raw.extra_unlabeled,
         extra_size=raw.extra_size,
+        source=raw.source,
     )
 
 
@@ -135,6 +145,7 @@ def load_ssl_data(
 
 __all__ = [
     "DATASETS",
+    "CorruptDataError",
     "DataNotFoundError",
     "DatasetInfo",
     "RawData",

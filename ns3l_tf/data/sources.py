@@ -7,8 +7,10 @@ the sources apart.
 
 import dataclasses
 import gzip
+import hashlib
 import os
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,11 @@ _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # uint8 images (3 dims) and labels 
 
 class DataNotFoundError(FileNotFoundError):
     """The dataset is in none of the searched places; the message says how to get it."""
+
+
+class CorruptDataError(ValueError):
+    """A data file is unreadable or disagrees with its header, its partner file or the
+    dataset's known sizes; the message names the file and what is wrong."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,34 +119,106 @@ class RawData:
     test_labels: np.ndarray
     extra_unlabeled: Any = None  # tf.data.Dataset of images, or None
     extra_size: int = 0
+    source: dict = dataclasses.field(default_factory=dict)  # where it was read, and digests
 
 
 def read_idx(path: str) -> np.ndarray:
     """Reads an IDX file (optionally gzipped) of uint8 data into an array of its shape.
 
     Raises:
-      ValueError: if the magic number is not that of uint8 images or labels.
+      CorruptDataError: the file cannot be read or decompressed, its magic number is not that
+        of uint8 images or labels, or its length disagrees with the shape in its header.
     """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack(">I", data[:4])[0]
-    ndim = magic & 0xFF
-    if _IDX_MAGIC.get(ndim) != magic:
-        raise ValueError(f"{path}: not a uint8 IDX file (magic {magic:#010x})")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise CorruptDataError(f"{path}: cannot be read ({error})") from None
+    magic = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
+    ndim = magic & 0xFF if magic is not None else 0
+    if magic is None or _IDX_MAGIC.get(ndim) != magic:
+        found = f"magic {magic:#010x}" if magic is not None else f"{len(data)} bytes"
+        raise CorruptDataError(f"{path}: not a uint8 IDX file of images or labels ({found})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise CorruptDataError(f"{path}: truncated inside its header ({len(data)} bytes)")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(shape))
+    if len(data) - header != expected:
+        raise CorruptDataError(
+            f"{path}: holds {len(data) - header} bytes of data where its header's shape "
+            f"{'x'.join(map(str, shape))} needs {expected} (truncated or padded)"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _idx_paths(directory: str) -> dict[str, str] | None:
-    """The four Fashion-MNIST IDX files in `directory` (gzipped or not), or None."""
-    paths = {}
+def _idx_paths(directory: str) -> tuple[dict[str, str], list[str]]:
+    """The Fashion-MNIST IDX files in `directory` (gzipped or not), and the missing ones."""
+    paths, missing = {}, []
     for key, stem in _IDX_FILES.items():
         found = [p for p in (stem + ".gz", stem) if os.path.isfile(os.path.join(directory, p))]
-        if not found:
-            return None
-        paths[key] = os.path.join(directory, found[0])
-    return paths
+        if found:
+            paths[key] = os.path.join(directory, found[0])
+        else:
+            missing.append(f"{stem}[.gz]")
+    return paths, missing
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_fashion_mnist_idx(directory: str) -> RawData:
+    """The four IDX files of `directory`, checked against each other and the known sizes.
+
+    Raises:
+      DataNotFoundError: a file is missing (named).
+      CorruptDataError: a file is unreadable, inconsistent with its header, or images and
+        labels disagree (in count, image size, or labels outside the 10 classes).
+    """
+    paths, missing = _idx_paths(directory)
+    if missing:
+        raise DataNotFoundError(
+            f"{directory}: {missing[0]} is missing (Fashion-MNIST needs its four IDX files)"
+        )
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    info = DATASETS["fashion_mnist"]
+    for split, size in (("train", info.train_size), ("test", info.test_size)):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_file, label_file = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != info.image_shape[:2]:
+            raise CorruptDataError(
+                f"{image_file}: images of shape {images.shape[1:]}, not Fashion-MNIST's 28x28"
+            )
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise CorruptDataError(
+                f"{label_file}: holds {len(labels)} labels for the {len(images)} images of "
+                f"{os.path.basename(image_file)}"
+            )
+        if len(images) != size:
+            raise CorruptDataError(
+                f"{image_file}: holds {len(images)} images; Fashion-MNIST's {split} split has "
+                f"{size}"
+            )
+        if labels.max() >= info.num_classes:
+            raise CorruptDataError(
+                f"{label_file}: label {labels.max()} outside the {info.num_classes} classes"
+            )
+    return RawData(
+        train_images=arrays["train_images"][..., None],
+        train_labels=arrays["train_labels"].astype(np.int64),
+        test_images=arrays["test_images"][..., None],
+        test_labels=arrays["test_labels"].astype(np.int64),
+        source={
+            "directory": os.path.abspath(directory),
+            "sha256": {os.path.basename(p): _sha256(p) for p in paths.values()},
+        },
+    )
 
 
 def tfds_data_dir(data_dir: str | None = None) -> str:
@@ -194,37 +273,42 @@ def load_tfds(name: str, data_dir: str | None = None, extra: bool = False) -> Ra
     if extra and info.extra_split:
         extra_stream = _tfds_split(name, info.extra_split, data_dir).map(lambda x, y: x)
         extra_size = info.extra_size
-    return RawData(*train, *test, extra_unlabeled=extra_stream, extra_size=extra_size)
+    digest = hashlib.sha256()
+    for array in (*train, *test):
+        digest.update(array.tobytes())
+    source = {"tfds_data_dir": os.path.abspath(data_dir), "dataset": name}
+    source["sha256_of_arrays"] = digest.hexdigest()
+    return RawData(
+        *train, *test, extra_unlabeled=extra_stream, extra_size=extra_size, source=source
+    )
 
 
 def fashion_mnist_search_path(data_dir: str | None = None) -> list[str]:
-    """Directories searched for the IDX files, in order: `data_dir`, `$NS3L_DATA_DIR`, Debian's."""
-    candidates = [data_dir, os.environ.get(DATA_DIR_ENV), DEBIAN_FASHION_MNIST_DIR]
-    return [c for c in candidates if c]
+    """Directories searched for the IDX files: `data_dir` alone when given, else
+    `$NS3L_DATA_DIR` then Debian's."""
+    if data_dir:
+        return [data_dir]
+    return [c for c in (os.environ.get(DATA_DIR_ENV), DEBIAN_FASHION_MNIST_DIR) if c]
 
 
 def load_fashion_mnist(data_dir: str | None = None) -> RawData:
     """Real Fashion-MNIST from IDX files, else from a prepared TFDS data dir.
 
-    Searches, in order: `data_dir`, `$NS3L_DATA_DIR`, /usr/share/datasets/fashion-mnist
-    (Debian package `dataset-fashion-mnist`) for the IDX files, then the TFDS data dir
-    (`data_dir`, else `$TFDS_DATA_DIR` or ~/tensorflow_datasets) for a prepared
-    `fashion_mnist`.
+    With `data_dir`, only there: its four IDX files (a missing one is an error naming it) or,
+    holding none, a prepared TFDS `fashion_mnist`. Without it: `$NS3L_DATA_DIR`, then
+    /usr/share/datasets/fashion-mnist (Debian package `dataset-fashion-mnist`), then the TFDS
+    data dir (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). The files read, and their SHA-256,
+    are in `RawData.source`.
 
     Raises:
-      DataNotFoundError: one line naming every place searched and how to install the data.
+      DataNotFoundError: one line naming the places searched (or the missing file) and how to
+        install the data.
+      CorruptDataError: see `read_fashion_mnist_idx`.
     """
     searched = fashion_mnist_search_path(data_dir)
     for directory in searched:
-        paths = _idx_paths(directory)
-        if paths:
-            arrays = {key: read_idx(path) for key, path in paths.items()}
-            return RawData(
-                train_images=arrays["train_images"][..., None],
-                train_labels=arrays["train_labels"].astype(np.int64),
-                test_images=arrays["test_images"][..., None],
-                test_labels=arrays["test_labels"].astype(np.int64),
-            )
+        if _idx_paths(directory)[0]:  # some of the files: all of them, or an error naming one
+            return read_fashion_mnist_idx(directory)
     tfds_dir = tfds_data_dir(data_dir)  # --data_dir may also be a TFDS data dir
     try:
         return load_tfds("fashion_mnist", tfds_dir)

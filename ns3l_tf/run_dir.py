@@ -1,0 +1,156 @@
+"""A run directory: one configuration, one live run at a time, finished once results.json exists.
+
+    run = RunDirectory(config.run_dir)
+    run.check_usable()                    # before anything loads: a file? not writable?
+    run.open(config.run_defining_values(), overwrite=False)   # lock; refuse other flags
+    if run.finished(): ...                # results.json: the run is done
+
+`config.json` records the flags that define the run when it starts; a later command into the
+same directory with other values of them is refused (naming them) unless it asks to
+overwrite, which empties the directory first. `.lock` is held (an advisory `flock`) for the
+life of the process, so a second live run into the directory is refused, and a killed run
+leaves no stale lock. This module imports no TensorFlow.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+
+from ns3l_tf import io_utils
+from ns3l_tf.settings import ConfigError
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+LOCK_FILE = ".lock"
+
+
+class RunDirError(ConfigError):
+    """The run directory cannot take this run; the message names the flag and why."""
+
+
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def differences(saved: dict, wanted: dict) -> list[str]:
+    """`--flag=saved→wanted` for each flag whose value differs (or exists on one side only)."""
+    keys = sorted(set(saved) | set(wanted))
+    return [
+        f"--{k}={saved.get(k, '(unset)')}→{wanted.get(k, '(unset)')}"
+        for k in keys
+        if saved.get(k) != wanted.get(k)
+    ]
+
+
+class RunDirectory:
+    """The directory of one run.
+
+    Args:
+      path: the directory (created when the run starts).
+      flag: the flag that named it, for messages (`output_dir`, `tune_dir`).
+    """
+
+    def __init__(self, path: str, flag: str = "output_dir"):
+        self.path = path
+        self.flag = flag
+        self._lock = None
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def check_usable(self) -> None:
+        """Creates the directory, or raises `RunDirError` if the path is a file or cannot be
+        created or written (checked from the flags alone, before any data loads)."""
+        prefix = f"--{self.flag}={self.path}"
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"{prefix}: is a file, not a directory")
+        existing = _nearest_existing(self.path)
+        if not os.path.isdir(existing):
+            raise RunDirError(f"{prefix}: {existing} is a file, not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RunDirError(f"{prefix}: {existing} is not writable")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:
+            raise RunDirError(f"{prefix}: cannot be created ({error.strerror})") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunDirError(f"{prefix}: is not writable")
+
+    def open(self, flags: dict, overwrite: bool = False) -> "RunDirectory":
+        """Locks the directory and checks (or records) the flags that define the run.
+
+        Args:
+          flags: `{flag: value}` that define the run (JSON-serialisable).
+          overwrite: empty the directory first (after taking the lock).
+
+        Raises:
+          RunDirError: another live run holds it, or it holds a run with other flags.
+        """
+        self.check_usable()
+        self._lock = open(self.file(LOCK_FILE), "a+")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            owner = self._lock.read().strip() or "unknown"
+            self._lock.close()
+            self._lock = None
+            raise RunDirError(
+                f"--{self.flag}={self.path}: in use by another run (pid {owner}); wait for it "
+                "or choose another directory"
+            ) from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        if overwrite:
+            self.clear()
+        saved = self.saved_flags()
+        if saved is None:
+            io_utils.write_json(self.file(CONFIG_FILE), flags)
+        elif saved != flags:
+            changed = differences(saved, flags)
+            raise RunDirError(
+                f"--{self.flag}={self.path}: holds a run with other flags ({', '.join(changed)}); "
+                "pass the same flags to resume it, --overwrite to start again, or choose "
+                "another directory"
+            )
+        return self
+
+    def saved_flags(self) -> dict | None:
+        """The flags recorded when the run started, or None for a new directory."""
+        path = self.file(CONFIG_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def clear(self) -> None:
+        """Removes everything in the directory but the lock."""
+        for name in os.listdir(self.path):
+            if name == LOCK_FILE:
+                continue
+            path = self.file(name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+    def finished(self) -> dict | None:
+        """`results.json` of a finished run, or None."""
+        path = self.file(RESULTS_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def close(self) -> None:
+        """Releases the lock."""
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
