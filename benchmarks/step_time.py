@@ -98,7 +98,9 @@ def step_flops(train_step, batch) -> int:
     return sum(_op_flops(op) for op in executed)
 
 
-def _batch(model: SSLModel, shape, batch_size: int):
+def synthetic_batch(model: SSLModel, shape, batch_size: int):
+    """A fixed normal batch of `batch_size` labeled and unlabeled images (×augmentations);
+    returns it and the number of images it holds."""
     rng = np.random.default_rng(0)
     x_l = rng.normal(size=(batch_size, *shape)).astype("float32")
     y_l = (np.arange(batch_size) % 10).astype("int64")
@@ -108,6 +110,22 @@ def _batch(model: SSLModel, shape, batch_size: int):
     u_shape = (batch_size, augmentations) if augmentations > 1 else (batch_size,)  # batch-major
     x_u = rng.normal(size=(*u_shape, *shape)).astype("float32")
     return ((x_l, y_l), x_u), batch_size * (1 + augmentations)
+
+
+def median_step_seconds(model: SSLModel, batch, steps: int) -> tuple[float, float]:
+    """(first call, median of `steps` later calls) in seconds of the function `fit` runs, on
+    one fixed batch; the second call is a discarded warm-up."""
+    model.make_train_function()
+    train_function = model.train_function
+
+    def run():
+        start = time.perf_counter()
+        float(train_function(iter([batch]))["loss"])  # blocks until the step is done
+        return time.perf_counter() - start
+
+    first = run()
+    run()
+    return first, float(np.median([run() for _ in range(steps)]))
 
 
 def time_step(
@@ -122,20 +140,10 @@ def time_step(
     model = SSLModel(backbone, 10, algorithm=algorithm, seed=0, **settings)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
     model(np.zeros((1, *shape), "float32"))
-    batch, images = _batch(model, shape, batch_size)
+    batch, images = synthetic_batch(model, shape, batch_size)
     batch = tf.nest.map_structure(tf.constant, batch)
     flops = step_flops(model.train_step, batch)
-    model.make_train_function()
-    train_function = model.train_function  # the tf.function that fit runs
-
-    def run():
-        start = time.perf_counter()
-        float(train_function(iter([batch]))["loss"])  # blocks until the step is done
-        return time.perf_counter() - start
-
-    first = run()
-    run()
-    seconds = float(np.median([run() for _ in range(steps)]))
+    first, seconds = median_step_seconds(model, batch, steps)
     return {
         "model": model_name,
         "algorithm": row,

@@ -2,7 +2,7 @@
 
     strategy = make_strategy("mirrored", num_gpus=4)        # one machine, 4 GPUs
     with strategy.scope():
-        model = ns3l_tf.experiment.build_model(config, num_replicas=strategy.num_replicas_in_sync)
+        model = ns3l_tf.experiment.build_model(config, data)
     model.fit(...)                     # MirroredStrategy: plain fit works, and so does loop.fit
 
     strategy = make_strategy("multi_worker")                # reads TF_CONFIG
@@ -11,7 +11,7 @@
 Batches are global: every replica gets `batch_size / replicas` labeled and unlabeled images
 and `SSLModel.train_step` divides its local means by the number of replicas, so gradients
 (summed across replicas) are those of the global-batch mean and results do not depend on the
-number of replicas. Backbones built for several replicas use synchronized BatchNorm.
+number of replicas. An SSLModel built under several replicas synchronizes its backbone's BatchNorms.
 """
 
 import os

@@ -81,16 +81,15 @@ def build_augmentation(config: Config):
     )
 
 
-def build_model(config: Config, data: data_lib.SSLData, num_replicas: int = 1) -> SSLModel:
+def build_model(config: Config, data: data_lib.SSLData) -> SSLModel:
     """The compiled, built `SSLModel` of `config`, taking `data`'s raw images; call it inside
-    `strategy.scope()` to distribute it (with `num_replicas` > 1 its BatchNorms are
-    synchronized)."""
+    `strategy.scope()` to distribute it (with several replicas its BatchNorms compute moments
+    over all of them)."""
     info = data_lib.DATASETS[config.dataset]
     backbone = build_backbone(
         config.model,
         info.num_classes,
         info.image_shape,
-        synchronized=num_replicas > 1,
         precision=config.precision,
     )
     model = SSLModel(

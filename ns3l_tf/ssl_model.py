@@ -1,6 +1,7 @@
 """`SSLModel`: a Keras model whose train step sums a base SSL method and additive terms."""
 
 import dataclasses
+import warnings
 
 import keras
 import tensorflow as tf
@@ -8,6 +9,7 @@ from keras import ops
 
 from ns3l_tf import losses, methods, schedules, settings
 from ns3l_tf.metrics import ErrorRate
+from ns3l_tf.models import layers
 
 
 def _split_batch(data):
@@ -123,7 +125,12 @@ class SSLModel(keras.Model):
         values = {name: _resolved(v, num_classes) for name, v in values.items()}
         methods.validate_settings(values)
         methods.check_combination(algorithm, values, num_classes)
+        _check_outputs_logits(backbone)
+        _warn_on_double_preprocessing(backbone, preprocessing)
         self.backbone = backbone
+        self._backbone_state = layers.BackboneState(backbone)
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            self._backbone_state.synchronize()
         self.preprocessing = preprocessing
         self.augmentation = augmentation
         self.num_classes = num_classes
@@ -205,11 +212,20 @@ class SSLModel(keras.Model):
         return ops.reshape(self.preprocessing(flat), shape)
 
     def classify(self, inputs, training=False):
-        """Preprocessed `(batch, H, W, C)` inputs → `(batch, K)` float32 logits; training-mode
-        calls first draw a fresh augmentation."""
+        """Preprocessed `(batch, H, W, C)` inputs → `(batch, K)` float32 logits.
+
+        Training-mode calls first draw a fresh augmentation; inside
+        `frozen_batchnorm_statistics()` they leave the backbone's moving statistics as they
+        found them (any backbone: `layers.BackboneState`).
+        """
         if training and self.augmentation is not None:
             inputs = self.augmentation(inputs, training=True)
-        return ops.cast(self.backbone(inputs, training=training), "float32")
+        if training and not layers.updates_moving_statistics():
+            with self._backbone_state.preserved_statistics():
+                logits = self.backbone(inputs, training=True)
+        else:
+            logits = self.backbone(inputs, training=training)
+        return ops.cast(logits, "float32")
 
     def call(self, images, training=False):
         """Raw `(batch, H, W, C)` images → `(batch, K)` float32 logits."""
@@ -305,6 +321,37 @@ class SSLModel(keras.Model):
         for layer in ("backbone", "preprocessing", "augmentation"):
             config[layer] = keras.saving.deserialize_keras_object(config.get(layer))
         return cls(**config)
+
+
+def _check_outputs_logits(backbone: keras.Model) -> None:
+    """Refuses a backbone whose last layer applies a softmax (e.g. a `keras.applications`
+    model built with its default `classifier_activation="softmax"`): SSLModel's losses take
+    logits, and probabilities there would train silently wrong."""
+    last = backbone.layers[-1] if getattr(backbone, "layers", None) else None
+    activation = getattr(last, "activation", None)
+    if activation is not None and getattr(activation, "__name__", "") == "softmax":
+        raise ValueError(
+            f"backbone {backbone.name!r} ends in a softmax ({last.name!r}): SSLModel needs "
+            "logits; build it without one (keras.applications: classifier_activation=None)"
+        )
+
+
+def _warn_on_double_preprocessing(backbone: keras.Model, preprocessing) -> None:
+    """Warns when a backbone scales its own inputs (e.g. `keras.applications.MobileNetV3Small`
+    with `include_preprocessing=True`, which expects 0–255 images) and the model is given a
+    preprocessing layer too: the backbone would see twice-scaled images."""
+    scales_itself = [
+        x.name
+        for x in getattr(backbone, "layers", [])[:3]  # the input, then its first layers
+        if isinstance(x, (keras.layers.Rescaling, keras.layers.Normalization))
+    ]
+    if scales_itself and preprocessing is not None:
+        warnings.warn(
+            f"backbone {backbone.name!r} scales its inputs itself (layer {scales_itself[0]!r}) "
+            "and SSLModel's preprocessing scales them first; pass preprocessing=None to give "
+            "it the raw 0-255 images it expects",
+            stacklevel=3,
+        )
 
 
 # keras.Model's own keyword arguments (what its get_config holds).

@@ -125,7 +125,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
     keras.utils.set_random_seed(config.seed)
     start = time.time()
     with strategy.scope():
-        model = experiment.build_model(config, data, num_replicas)
+        model = experiment.build_model(config, data)
     extras = experiment.unlabeled_extras(model, data, config)
     preprocessing_seconds = time.time() - start
     if "nn_candidates" in extras:

@@ -16,6 +16,7 @@ from .conftest import REPO_ROOT
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 import budget_ablation  # noqa: E402
 import common  # noqa: E402
+import frozen_statistics_cost  # noqa: E402
 import step_time  # noqa: E402
 import table5  # noqa: E402
 
@@ -157,6 +158,38 @@ def test_step_time_runs_every_algorithm(tmp_path):
     # A supervised step is one forward and backward pass of 4 images: 3 x 36.6 MFLOP each.
     assert supervised == pytest.approx(4 * 3 * 0.0366, rel=0.05)
     assert report["matmul_roof_gflops"]["float32"] > 0
+
+
+def test_frozen_statistics_cost_pairs_each_step_with_its_unrestored_twin():
+    rows = [
+        {"backbone": "wrn28_2", "algorithm": "vat+ns3l", "restore": True, "seconds_per_step": 1.1},
+        {"backbone": "wrn28_2", "algorithm": "vat+ns3l", "restore": False, "seconds_per_step": 1.0},
+        {"backbone": "wrn28_2", "algorithm": "ns3l", "restore": True, "seconds_per_step": 0.5},
+    ]
+    assert frozen_statistics_cost.overheads(rows) == [
+        {"backbone": "wrn28_2", "algorithm": "vat+ns3l", "ratio": 1.1, "ms_per_step": 100.0}
+    ]
+
+
+@pytest.mark.large
+def test_frozen_statistics_cost_runs(tmp_path):
+    _script(
+        "frozen_statistics_cost.py",
+        "--backbones=small_cnn",
+        "--algorithms=ns3l/2views",
+        "--steps=1",
+        "--batch_size=4",
+        f"--results_dir={tmp_path}",
+    )
+    report = json.loads((tmp_path / "frozen_statistics_cost.json").read_text())
+    assert [(r["restore"], r["algorithm"]) for r in report["rows"]] == [
+        (True, "ns3l/2views"),
+        (False, "ns3l/2views"),
+    ]
+    # The small CNN's 4 BatchNorms keep a moving mean and variance each: 2 × (32+32+64+64).
+    assert report["rows"][0]["statistics_weights"] == 8
+    assert report["rows"][0]["statistics_values"] == 384
+    assert len(report["overheads"]) == 1 and report["overheads"][0]["ratio"] > 0
 
 
 @pytest.mark.large

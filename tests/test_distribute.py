@@ -35,26 +35,29 @@ MIRRORED_STEP = textwrap.dedent(
     images = ((raw.train_images[pick] / 255.0 - 0.286) / 0.353).astype("float32")
     batch = ((images[:16], raw.train_labels[pick[:16]]), images[16:])
 
-    def build(strategy, synchronized):
+    def build(strategy):  # under several replicas, SSLModel synchronizes the BatchNorms
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            backbone = models.build_backbone("small_cnn", 10, (28, 28, 1), synchronized)
+            backbone = models.build_backbone("small_cnn", 10, (28, 28, 1))
             model = SSLModel(backbone, 10, algorithm=algorithm, ns3l_threshold=0.09, seed=0)
             model.compile(optimizer=keras.optimizers.SGD(0.5))
             model(np.zeros((1, 28, 28, 1), "float32"))
         return model
 
-    single = build(tf.distribute.get_strategy(), False)
+    single = build(tf.distribute.get_strategy())
     single_logs = single.train_step(batch)
     mirrored_strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    mirrored = build(mirrored_strategy, True)
+    mirrored = build(mirrored_strategy)
+    batch_norms = mirrored._backbone_state.batch_norms
+    assert {type(layer) for layer in batch_norms} == {keras.layers.BatchNormalization}  # plain
+    assert all(layer.synchronized for layer in batch_norms)
     dist = mirrored_strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     per_replica = mirrored_strategy.run(tf.function(mirrored.train_step), args=(next(iter(dist)),))
     mirrored_logs = {
         k: float(mirrored_strategy.reduce("MEAN", v, axis=None)) for k, v in per_replica.items()
     }
     weights = lambda m: np.concatenate([np.ravel(w) for w in m.backbone.weights])
-    initial = weights(build(tf.distribute.get_strategy(), False))
+    initial = weights(build(tf.distribute.get_strategy()))
     single_update = weights(single) - initial
     mirrored_update = weights(mirrored) - initial
     print(json.dumps({
@@ -88,7 +91,7 @@ MIRRORED_REPLICAS_AGREE = textwrap.dedent(
     batch = ((x_l, rng.integers(0, 10, 16)), x_u.astype("float32"))
     strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        model = SSLModel(models.build_backbone("small_cnn", 10, (28, 28, 1), True), 10,
+        model = SSLModel(models.build_backbone("small_cnn", 10, (28, 28, 1)), 10,
                          algorithm=algorithm, vat_epsilon=2.0, seed=0)
         model.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True))
         model(np.zeros((1, 28, 28, 1), "float32"))

@@ -19,7 +19,6 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Public name → the module that defines it.
 _PUBLIC = {
     "small_cnn": "ns3l_tf.models.cnn",
-    "synchronized_batchnorm": "ns3l_tf.models.layers",
     "wide_resnet": "ns3l_tf.models.wrn",
     "wrn28_2": "ns3l_tf.models.wrn",
     "wrn_stl10": "ns3l_tf.models.wrn",
@@ -30,7 +29,6 @@ def build_backbone(
     name: str,
     num_classes: int,
     input_shape,
-    synchronized: bool = False,
     precision: str = "float32",
 ):
     """Builds a registered backbone by name (`small_cnn`, `wrn28_2`, `wrn_stl10`).
@@ -39,17 +37,15 @@ def build_backbone(
       name: a key of `MODELS`.
       num_classes: K.
       input_shape: `(H, W, C)`.
-      synchronized: its BatchNorms compute moments over all replicas of the current strategy.
       precision: one of `PRECISIONS`; mixed policies keep variables in float32.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
-    from ns3l_tf.models.layers import synchronized_batchnorm
     from ns3l_tf.models.precision import backbone_policy, policy_scope
 
     module, function = MODELS[name].split(":")
     builder = getattr(importlib.import_module(module), function)
-    with synchronized_batchnorm(synchronized), policy_scope(backbone_policy(precision)):
+    with policy_scope(backbone_policy(precision)):
         return builder(num_classes=num_classes, input_shape=input_shape)
 
 
