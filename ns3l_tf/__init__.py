@@ -15,7 +15,9 @@ tools need no TensorFlow):
 
 import importlib
 
-__version__ = "0.1.0"
+from ns3l_tf.requirements import MISSING_TENSORFLOW
+
+__version__ = "0.2.0"
 
 # Public name → the module that defines it ("" for the submodule of that name).
 _PUBLIC = {
@@ -36,7 +38,12 @@ _PUBLIC = {
 def __getattr__(name: str):
     if name not in _PUBLIC:
         raise AttributeError(f"module 'ns3l_tf' has no attribute {name!r}")
-    module = importlib.import_module(_PUBLIC[name] or f"ns3l_tf.{name}")
+    try:
+        module = importlib.import_module(_PUBLIC[name] or f"ns3l_tf.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        raise ModuleNotFoundError(MISSING_TENSORFLOW, name="tensorflow") from None
     return module if not _PUBLIC[name] else getattr(module, name)
 
 

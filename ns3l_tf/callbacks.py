@@ -7,7 +7,9 @@ import threading
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hparams_api
 
 from ns3l_tf import checkpoints, io_utils
 
@@ -78,24 +80,37 @@ class EvaluationHistory(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Saves `best.weights.h5` at each new lowest `val_error`, atomically.
+    """Saves `best.weights.h5` at each new lowest `val_error`, atomically: the weights that
+    were validated (with `use_ema`, the optimizer's moving average, which
+    `SwapEMAWeights` evaluated and has swapped out again by the end of the epoch).
 
     Args:
       directory: where the weight file goes.
       best_val_error: the lowest validation error so far (a resumed run's).
+      use_ema: save the weight EMA rather than the raw weights.
     """
 
-    def __init__(self, directory: str, best_val_error: float = float("inf")):
+    def __init__(self, directory: str, best_val_error: float = float("inf"), use_ema=False):
         super().__init__()
         self.directory = directory
         self.best_val_error = best_val_error
+        self.use_ema = use_ema
 
     def on_epoch_end(self, epoch, logs=None):  # only with validation data
         val_error = (logs or {}).get("val_error")
-        if val_error is not None and val_error < self.best_val_error:
-            self.best_val_error = val_error
-            path = os.path.join(self.directory, "best.weights.h5")
+        if val_error is None or val_error >= self.best_val_error:
+            return
+        self.best_val_error = val_error
+        path = os.path.join(self.directory, "best.weights.h5")
+        swap = keras.callbacks.SwapEMAWeights() if self.use_ema else None
+        if swap is not None:
+            swap.set_model(self.model)
+            swap.on_test_begin()  # the moving average into the model
+        try:
             io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
+        finally:
+            if swap is not None:
+                swap.on_test_end()
 
 
 class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
@@ -221,3 +236,57 @@ class StateCheckpoint(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.signals.received is not None and self.step is not None:
             self._save(self.step)
+
+
+class TensorBoardAtSteps(keras.callbacks.Callback):
+    """TensorBoard logs at the real training step: after each evaluation, the interval's
+    training averages under `train/`, the validation metrics under `validation/` and the test
+    metrics under `test/` (each `error`, `loss`, `accuracy`, … at step (epoch + 1) ×
+    `steps_per_epoch`, so a resumed run continues its curves), and the run's flags as
+    hyperparameters (the HParams dashboard, comparing runs of one log root).
+
+    Args:
+      log_dir: the run's TensorBoard directory.
+      steps_per_epoch: training steps between evaluations.
+      hparams: `{flag: value}` to log once, or None.
+    """
+
+    def __init__(self, log_dir: str, steps_per_epoch: int, hparams: dict | None = None):
+        super().__init__()
+        self.log_dir = log_dir
+        self.steps_per_epoch = steps_per_epoch
+        self.hparams = hparams
+        self._writers = {}
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_train_begin(self, logs=None):
+        if self.hparams:
+            values = {
+                name: value if isinstance(value, (bool, int, float, str)) else str(value)
+                for name, value in self.hparams.items()
+                if value is not None
+            }
+            with self._writer("").as_default():
+                hparams_api.hparams(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        groups = {"train": {}, "validation": {}, "test": {}}
+        for name, value in (logs or {}).items():
+            prefix, _, rest = name.partition("_")
+            group = {"val": "validation", "test": "test"}.get(prefix)
+            groups[group or "train"][rest if group else name] = value
+        for group, values in groups.items():
+            if values:
+                with self._writer(group).as_default(step=step):
+                    for name, value in values.items():
+                        tf.summary.scalar(name, float(value))
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}

@@ -13,6 +13,8 @@ import sys
 
 from absl import flags
 
+from ns3l_tf import flagfiles, requirements
+
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
 VERBOSE_ENV = "NS3L_VERBOSE"
@@ -22,6 +24,12 @@ _VERBOSE = flags.DEFINE_bool(
 )
 OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Empty the run's directory first, discarding what it holds."
+)
+flags.DEFINE_string(
+    "preset",
+    None,
+    "A flagfile shipped with the package, by name: its flags in place of this one (later "
+    f"flags override them). One of: {', '.join(flagfiles.presets())}.",
 )
 
 
@@ -42,6 +50,14 @@ def runtime_error(message: str):
         raise  # noqa: PLE0704 (called from an except block)
     print(_one_line(message), file=sys.stderr)
     sys.exit(RUNTIME_ERROR)
+
+
+def require_tensorflow() -> None:
+    """Ends the program with one line saying which extra to install when TensorFlow is
+    missing (exit code 2: nothing ran). Called once the flags are checked, before any
+    TensorFlow is needed, so a bad flag is reported first."""
+    if not requirements.tensorflow_installed():
+        usage_error(requirements.MISSING_TENSORFLOW)
 
 
 def verbose() -> bool:
@@ -82,13 +98,15 @@ def is_chief_process(strategy: str) -> bool:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing whose errors exit with code 2 and one line (absl's own exit with 1).
+    """absl flag parsing whose errors exit with code 2 and one line (absl's own exit with 1),
+    after `--preset` and `--flagfile` are expanded (`ns3l_tf.flagfiles`: includes relative to
+    the including file).
 
     Pass as `app.run(main, flags_parser=parse_flags)`.
     """
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
+        return flags.FLAGS([argv[0], *flagfiles.expand(argv[1:])])
+    except (flags.Error, flagfiles.FlagfileError) as error:
         usage_error(str(error))
 
 

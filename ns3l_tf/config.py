@@ -57,6 +57,13 @@ class Config:
         "/usr/share/datasets/fashion-mnist, then $TFDS_DATA_DIR.",
         defines_run=False,  # results.json records the files read and their digests
     )
+    download: bool = setting(
+        False,
+        "Where the data is on none of the searched places, let TFDS download and prepare it "
+        "into --data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets); Fashion-MNIST "
+        "too. Needs a network; offline files are always tried first.",
+        defines_run=False,  # results.json records where the data came from
+    )
     num_labeled: int = setting(2000, "Labeled images, the same number per class.")
     num_validation: int | None = setting(
         None,
@@ -289,6 +296,7 @@ class Config:
             "num_validation": self.validation_size,
             "seed": self.seed,
             "data_dir": self.data_dir,
+            "download": self.download,
             "extra_unlabeled": self.extra_unlabeled,
         }
 

@@ -80,12 +80,15 @@ def main(argv):
         config = config_lib.config_from_flags()
     except config_lib.ConfigError as error:
         cli.usage_error(str(error))
+    cli.require_tensorflow()
     from ns3l_tf import experiment  # TensorFlow: only once flags are valid
 
     try:
         data = experiment.load_data(config)
     except data_lib.DataNotFoundError as error:
         cli.usage_error(str(error))
+    except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
+        cli.runtime_error(str(error))
     print(describe(data, config))
     if _PNG.value:
         import tensorflow as tf
@@ -103,5 +106,10 @@ def main(argv):
         print(f"wrote {os.path.abspath(_PNG.value)}: {grid.shape[1]}x{grid.shape[0]} px")
 
 
-if __name__ == "__main__":
+def run():
+    """The `ns3l-data` console script."""
     app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

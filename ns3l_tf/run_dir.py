@@ -22,6 +22,7 @@ from ns3l_tf.settings import ConfigError
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
+MODEL_FILE = "model.keras"
 LOCK_FILE = ".lock"
 
 
@@ -154,3 +155,19 @@ class RunDirectory:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+
+def finished_model_path(path: str) -> str:
+    """The `model.keras` of the finished run in `path`.
+
+    Raises:
+      RunDirError: no such directory, or no finished run in it (naming which).
+    """
+    if not os.path.isdir(path):
+        raise RunDirError(f"--run_dir={path}: no such directory")
+    model = os.path.join(path, MODEL_FILE)
+    if not os.path.isfile(model) or not os.path.isfile(os.path.join(path, RESULTS_FILE)):
+        started = os.path.isfile(os.path.join(path, CONFIG_FILE))
+        state = "has not finished: train it to the end" if started else "is not a run directory"
+        raise RunDirError(f"--run_dir={path}: no {MODEL_FILE} (the run {state})")
+    return model

@@ -9,7 +9,7 @@ from keras import ops
 
 from ns3l_tf import losses, methods, schedules, settings
 from ns3l_tf.metrics import ErrorRate
-from ns3l_tf.models import layers
+from ns3l_tf.models import layers, precision
 
 
 def _split_batch(data):
@@ -199,9 +199,17 @@ class SSLModel(keras.Model):
 
     def build(self, input_shape):
         """Builds the input layers for raw images of `input_shape` `(batch, H, W, C)`."""
+        self._image_shape = tuple(int(d) for d in input_shape[-3:])
         for layer in (self.preprocessing, self.augmentation):
             if layer is not None and not layer.built:
                 layer.build(input_shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, C)` of the raw images the model takes (known once it is built)."""
+        if not self.built:
+            raise ValueError("the model is not built yet: call it on a batch of images first")
+        return self._image_shape
 
     def preprocess(self, images):
         """Raw `(..., H, W, C)` images → network inputs of the same shape (float32)."""
@@ -369,12 +377,17 @@ def load_model(path: str, compile: bool = True) -> SSLModel:
     """Loads an `SSLModel` saved with `model.save(path)` (e.g. a run's `model.keras`).
 
     `keras.saving.load_model` finds the package's classes only once their modules are
-    imported (they register themselves); this imports every one, then loads.
+    imported (they register themselves; without them it fails with "Could not locate class
+    'SSLModel'"); this imports every one, loads, and calls the model once, so that it can be
+    exported (`model.export`) at once.
 
     Args:
       path: a `.keras` file.
       compile: restore the optimizer too.
     """
-    from ns3l_tf.models import augmentation, layers, precision, preprocessing  # noqa: F401
+    from ns3l_tf.models import augmentation, preprocessing  # noqa: F401
 
-    return keras.saving.load_model(path, compile=compile)
+    model = keras.saving.load_model(path, compile=compile)
+    precision.restore_switchable(model)
+    model(ops.zeros((1, *model.image_shape)))  # traced once, as `export` needs
+    return model

@@ -41,6 +41,7 @@ def main(argv: list[str]) -> None:
     cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
+        cli.require_tensorflow()
         run_dir = None  # only the chief of a multi-worker cluster writes
         if cli.is_chief_process(config.strategy):
             run_dir = RunDirectory(config.run_dir)
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> None:
         data = data_lib.load_ssl_data(**config.split_arguments())  # TensorFlow only for TFDS
     except (ConfigError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    except data_lib.CorruptDataError as error:
+    except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
         cli.runtime_error(str(error))
     except KeyboardInterrupt:
         cli.interrupted("interrupted before training started", 2)
@@ -86,5 +87,10 @@ def _train(config, data, run_dir) -> None:
     print(summary(results, config.run_dir))
 
 
-if __name__ == "__main__":
+def run():
+    """The `ns3l-train` console script."""
     app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -24,6 +24,7 @@ from ns3l_tf.callbacks import (
     EvaluationHistory,
     StateCheckpoint,
     StopOnSignal,
+    TensorBoardAtSteps,
     TerminateOnNonFiniteLoss,
 )
 from ns3l_tf.config import Config
@@ -149,7 +150,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         use_ema=use_ema,
         evaluate_fn=distribute.evaluate_locally if multi_worker else None,
     )
-    best = BestWeights(checkpoint_dir)
+    best = BestWeights(checkpoint_dir, use_ema=use_ema)
     state = checkpoints.latest(checkpoint_dir)
     start_step, seconds_before, resumed_at = 0, 0.0, []
     if state is not None:
@@ -181,7 +182,11 @@ def _train(config, data, verbose, strategy, writes) -> dict:
     if writes:
         callbacks += [
             best,
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+            TensorBoardAtSteps(
+                os.path.join(run_dir, "tensorboard"),
+                config.eval_every,
+                hparams={**config.flag_values(), "ns3l_threshold": config.threshold},
+            ),
             StateCheckpoint(
                 checkpoint_dir,
                 config.checkpoint_interval,

@@ -59,6 +59,7 @@ def main(argv: list[str]) -> None:
         config = config_from_flags()
         space = SearchSpace(_float_pair(_THRESHOLD_RANGE), _float_pair(_WEIGHT_RANGE))
         check_search(config, _TUNER.value, _MAX_TRIALS.value)
+        cli.require_tensorflow()
         directory = _TUNE_DIR.value or os.path.join(
             "runs", "tune", os.path.basename(config.run_dir)
         )
@@ -67,7 +68,7 @@ def main(argv: list[str]) -> None:
         data = data_lib.load_ssl_data(**config.split_arguments())
     except (ConfigError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    except data_lib.CorruptDataError as error:
+    except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
         cli.runtime_error(str(error))
     except KeyboardInterrupt:
         cli.interrupted("interrupted before the search started", 2)
@@ -85,5 +86,10 @@ def main(argv: list[str]) -> None:
     print(f"best flagfile: {os.path.join(directory, 'best.cfg')}")
 
 
-if __name__ == "__main__":
+def run():
+    """The `ns3l-tune` console script."""
     app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

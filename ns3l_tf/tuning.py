@@ -178,7 +178,10 @@ def run(
 def _search(config, data, tuner, max_trials, directory, space, verbose) -> dict:
     search = make_tuner(config, data, tuner, max_trials, directory, space)
     start = time.time()
-    search.search(verbose=verbose)
+    # KerasTuner gives each trial its own log directory under it, with the trial's T and λ₁
+    # as hyperparameters and its validation error per evaluation (the HParams dashboard).
+    logs = keras.callbacks.TensorBoard(os.path.join(directory, "tensorboard"), write_graph=False)
+    search.search(verbose=verbose, callbacks=[logs])
     rows = trial_table(search, config)
     best_model = search.get_best_models(1)[0]
     test_ds = data_lib.eval_dataset(data.test_images, data.test_labels, config.eval_batch_size)

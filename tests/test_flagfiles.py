@@ -1,10 +1,13 @@
 """The paper's flagfiles: every cell of Tables 1-4 exists and carries the paper's settings."""
 
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 
-from ns3l_tf import cli
+from ns3l_tf import cli, flagfiles
 from ns3l_tf.config import config_from_flags
 
 from .conftest import REPO_ROOT
@@ -109,3 +112,54 @@ def test_each_protocol_feeds_its_references_inputs(
 )
 def test_ns3l_takes_the_authors_second_view_outside_mixmatch(name, views, saved_flags, monkeypatch):
     assert _config(name, saved_flags, monkeypatch).methods["ns3l"].views == views
+
+
+def test_presets_are_the_shipped_flagfiles_and_expand_in_place():
+    assert "fmnist_2000" in flagfiles.presets() and "common/fmnist" not in flagfiles.presets()
+    expanded = flagfiles.expand(["--seed=3", "--preset=fmnist_quick", "--train_steps=7"])
+    # fmnist_quick includes fmnist_2000, which includes common/fmnist.cfg: all in place, in
+    # order, with the command line's flags around them.
+    assert expanded[0] == "--seed=3" and expanded[-1] == "--train_steps=7"
+    assert "--dataset=fashion_mnist" in expanded
+    assert expanded.index("--dataset=fashion_mnist") < expanded.index("--train_steps=1200")
+
+
+def test_nested_flagfiles_resolve_relative_to_the_including_file(tmp_path, monkeypatch):
+    (tmp_path / "mine" / "parts").mkdir(parents=True)
+    (tmp_path / "mine" / "parts" / "data.cfg").write_text("# data\n--dataset=cifar10\n")
+    (tmp_path / "mine" / "run.cfg").write_text(
+        "--flagfile=parts/data.cfg\n\n// comment\n--seed=5\n"
+    )
+    monkeypatch.chdir(tmp_path / "mine" / "parts")  # anywhere but the file's directory
+    assert flagfiles.expand([f"--flagfile={tmp_path / 'mine' / 'run.cfg'}"]) == [
+        "--dataset=cifar10",
+        "--seed=5",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("--flagfile=nothere.cfg\n", "line 1: --flagfile=nothere.cfg: no such file (looked in"),
+        ("--seed=1\nseed=2\n", "line 2: 'seed=2' is not a flag (--name=value)"),
+        ("--flagfile=bad.cfg\n", "includes itself"),
+    ],
+)
+def test_flagfile_errors_name_the_file_and_line(content, message, tmp_path):
+    (tmp_path / "bad.cfg").write_text(content)
+    with pytest.raises(flagfiles.FlagfileError, match=re.escape(message)):
+        flagfiles.expand([f"--flagfile={tmp_path / 'bad.cfg'}"])
+
+
+def test_an_unknown_preset_lists_the_presets():
+    with pytest.raises(flagfiles.FlagfileError, match="--preset=fmnist: no such preset; allowed: "):
+        flagfiles.expand(["--preset=fmnist"])
+
+
+def test_train_runs_a_preset_from_any_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ns3l_tf.train", "--preset=fmnist_quick", "--train_steps=0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # Parsed from outside the repository: the includes resolved; the value check ran.
+    assert result.returncode == 2 and "--train_steps=0: must be > 0" in result.stderr

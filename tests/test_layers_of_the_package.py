@@ -12,7 +12,7 @@ from .conftest import REPO_ROOT
 
 # Lowest first; a module may import from its own layer or any layer below.
 LAYERS = [
-    ("ns3l_tf.settings", "ns3l_tf.io_utils"),
+    ("ns3l_tf.settings", "ns3l_tf.io_utils", "ns3l_tf.requirements", "ns3l_tf.flagfiles"),
     (
         "ns3l_tf.losses",
         "ns3l_tf.schedules",
@@ -24,8 +24,14 @@ LAYERS = [
     ("ns3l_tf.methods", "ns3l_tf.negatives"),
     ("ns3l_tf.ssl_model", "ns3l_tf.callbacks", "ns3l_tf.config", "ns3l_tf.run_dir"),
     ("ns3l_tf.distribute", "ns3l_tf.experiment", "ns3l_tf.loop"),
-    ("ns3l_tf.training", "ns3l_tf.tuning"),
-    ("ns3l_tf.cli", "ns3l_tf.train", "ns3l_tf.tune", "ns3l_tf.inspect_data"),
+    ("ns3l_tf.training", "ns3l_tf.tuning", "ns3l_tf.inference"),
+    (
+        "ns3l_tf.cli",
+        "ns3l_tf.train",
+        "ns3l_tf.tune",
+        "ns3l_tf.inspect_data",
+        "ns3l_tf.evaluate",
+    ),
 ]
 PACKAGE = pathlib.Path(REPO_ROOT) / "ns3l_tf"
 
@@ -90,6 +96,12 @@ _KNOWN = {_module_name(p) for p in MODULES}
         ("ns3l_tf.train", ["--vat_epsilon=0"], "--vat_epsilon=0.0: must be > 0"),
         ("ns3l_tf.tune", ["--tuner=grid"], "--tuner=grid: unknown; allowed: random"),
         ("ns3l_tf.inspect_data", ["--num_labeled=15"], "--num_labeled=15: must be a positive"),
+        # Good flags: then the missing TensorFlow, before anything is written.
+        (
+            "ns3l_tf.train",
+            ["--preset=fmnist_quick", "--output_dir=/nonexistent/run"],
+            "TensorFlow is not installed; install ns3l_tf with it: pip install 'ns3l_tf[cpu]'",
+        ),
     ],
 )
 def test_a_bad_flag_is_one_line_without_tensorflow(module, argv, message):

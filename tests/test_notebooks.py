@@ -19,6 +19,17 @@ def test_notebook_is_committed_without_outputs(name):
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_opens_in_colab_and_installs_itself_there(name):
+    notebook = nbformat.read(os.path.join(REPO_ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+    assert f"/blob/main/notebooks/{name}.ipynb)" in notebook.cells[0].source  # the badge
+    install = notebook.cells[1].source
+    # Installs only where ns3l_tf is missing: executing it here (CI, offline) does nothing.
+    assert 'if importlib.util.find_spec("ns3l_tf") is None:\n    %pip install' in install
+    # The data comes through the download path (offline copies first).
+    assert any("download=True" in cell.source for cell in notebook.cells)
+
+
 @pytest.mark.large
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):

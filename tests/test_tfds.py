@@ -179,3 +179,67 @@ def test_training_run_on_a_tfds_dataset(mock_tfds, tmp_path):
         "unlabeled": 800,
         "validation": 100,
     }
+
+
+@pytest.fixture
+def fake_tfds_load(monkeypatch, tmp_path):
+    """`tfds.load` as on a machine with a network and nothing prepared: it finds no data unless
+    allowed to download, and records each call's data dir and download flag."""
+    calls = []
+
+    def load(name, split, data_dir, download, as_supervised):
+        calls.append((name, split, data_dir, download))
+        if not download:
+            raise AssertionError(f"Dataset {name}: could not find data in {data_dir}.")
+        info = sources.DATASETS[name]
+        images = np.zeros((FAKE_SIZES[split], *info.image_shape), np.uint8)
+        labels = np.arange(FAKE_SIZES[split]) % info.num_classes
+        return tf.data.Dataset.from_tensor_slices((images, labels))
+
+    monkeypatch.setattr(tfds, "load", load)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    return calls
+
+
+def test_download_lets_tfds_fetch_what_is_not_on_this_machine(fake_tfds_load, tmp_path):
+    raw = sources.load_raw("cifar10", data_dir=str(tmp_path / "mine"), download=True)
+    assert raw.train_images.shape == (1000, 32, 32, 3) and raw.test_images.shape[0] == 200
+    assert fake_tfds_load == [
+        ("cifar10", "train", str(tmp_path / "mine"), True),
+        ("cifar10", "test", str(tmp_path / "mine"), True),
+    ]
+    # Fashion-MNIST: the offline places first (none holds it here), then TFDS downloads it
+    # into the TFDS data dir.
+    fake_tfds_load.clear()
+    raw = sources.load_fashion_mnist(None, download=True)
+    assert raw.train_images.shape == (1000, 28, 28, 1)
+    assert [call[3] for call in fake_tfds_load] == [False, True, True]
+    assert {call[2] for call in fake_tfds_load} == {str(tmp_path / "tfds")}
+
+
+def test_without_download_nothing_is_fetched_and_the_message_offers_it(fake_tfds_load):
+    with pytest.raises(sources.DataNotFoundError, match="pass --download to let TFDS download"):
+        sources.load_raw("svhn_cropped")
+    with pytest.raises(sources.DataNotFoundError, match="or pass --download"):
+        sources.load_fashion_mnist(None)
+    assert all(not download for *_, download in fake_tfds_load)
+
+
+def test_a_failed_download_is_one_line(monkeypatch, tmp_path):
+    def offline(*args, download, **kwargs):
+        raise ConnectionError("Failed to establish a new connection:\n [Errno 101]")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(sources.DownloadError) as error:
+        sources.load_raw("cifar10", data_dir=str(tmp_path), download=True)
+    assert str(error.value) == (
+        f"cifar10: TFDS could not download it into {tmp_path} (ConnectionError: Failed to "
+        "establish a new connection: [Errno 101])"
+    )
+
+
+def test_the_download_flag_reaches_the_loader():
+    assert Config(download=True).split_arguments()["download"] is True
+    assert Config().split_arguments()["download"] is False

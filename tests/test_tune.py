@@ -1,6 +1,7 @@
 """KerasTuner search of T and λ₁: a real 2-trial search, resuming, outputs and bad flags."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,19 @@ def test_two_trial_search_writes_its_table_and_best_flagfile(
     assert saved["objective"] == "val_error" and len(saved["trials"]) == 2
     table = (directory / "trials.md").read_text()
     assert f"| {trials[0]['val_error']:.2f} |" in table and "Test error of the best" in table
+
+    # One TensorBoard log directory per trial, with the trial's hyperparameters (HParams).
+    from tensorboard.backend.event_processing import event_accumulator
+
+    logged = sorted(os.listdir(directory / "tensorboard"))
+    assert logged == sorted(t["trial"] for t in trials)
+    for trial in trials:
+        logs = directory / "tensorboard" / trial["trial"] / "execution0"
+        events = event_accumulator.EventAccumulator(str(logs))
+        events.Reload()
+        content = b"".join(events.PluginTagToContent("hparams").values())
+        assert b"threshold_times_classes" in content and b"ns3l_weight" in content
+        assert os.listdir(logs / "validation")
 
     # best.cfg is a complete flagfile of the best run.
     monkeypatch.chdir(REPO_ROOT)

@@ -2,7 +2,7 @@
 
 data = ns3l_tf.data.load_ssl_data("fashion_mnist", num_labeled=2000, seed=1)
 train = ns3l_tf.data.train_dataset(data, batch_size=64, unlabeled_batch_size=64, seed=1)
-val = ns3l_tf.data.eval_dataset(data, data.validation_images, data.validation_labels)
+val = ns3l_tf.data.eval_dataset(data.validation_images, data.validation_labels)
 """
 
 import dataclasses
@@ -17,6 +17,7 @@ from ns3l_tf.data.sources import (
     CorruptDataError,
     DataNotFoundError,
     DatasetInfo,
+    DownloadError,
     RawData,
     load_raw,
 )
@@ -117,6 +118,7 @@ def load_ssl_data(
     seed: int = 0,
     data_dir: str | None = None,
     extra_unlabeled: bool | None = None,
+    download: bool = False,
 ) -> SSLData:
     """Loads `dataset` and splits it; the same arguments give the same split everywhere.
 
@@ -129,6 +131,8 @@ def load_ssl_data(
       data_dir: where the data is (IDX files for Fashion-MNIST, or a TFDS data dir).
       extra_unlabeled: add the extra unlabeled split (SVHN `extra`, STL-10 `unlabelled`);
         None: the dataset's default (on for STL-10 only).
+      download: where the data is not found, let TFDS download and prepare it (into
+        `data_dir` or the TFDS data dir).
 
     Raises:
       DataNotFoundError: the data is not on this machine (the message says how to get it).
@@ -139,7 +143,7 @@ def load_ssl_data(
     info = DATASETS[dataset]
     if num_validation is None:
         num_validation = info.default_num_validation
-    raw = load_raw(dataset, data_dir, extra=extra_unlabeled)
+    raw = load_raw(dataset, data_dir, extra=extra_unlabeled, download=download)
     return ssl_data_from_raw(info, raw, num_labeled, num_validation, seed)
 
 
@@ -148,6 +152,7 @@ __all__ = [
     "CorruptDataError",
     "DataNotFoundError",
     "DatasetInfo",
+    "DownloadError",
     "RawData",
     "SSLData",
     "SplitIndices",

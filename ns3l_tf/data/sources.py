@@ -228,21 +228,35 @@ def tfds_data_dir(data_dir: str | None = None) -> str:
 
 def _not_prepared(name: str, data_dir: str) -> DataNotFoundError:
     return DataNotFoundError(
-        f"{name}: no prepared TFDS data in {data_dir} (this machine cannot download it); on a "
-        'machine with internet run `python -c "import tensorflow_datasets as tfds; '
-        f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"`, copy DIR/{name} "
-        f"into {data_dir}, or pass --data_dir=DIR"
+        f"{name}: no prepared TFDS data in {data_dir}; pass --download to let TFDS download "
+        'it there (needs a network), or on a machine with one run `python -c "import '
+        f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')."
+        f'download_and_prepare()"`, copy DIR/{name} into {data_dir}, or pass --data_dir=DIR'
     )
 
 
-def _tfds_split(name: str, split: str, data_dir: str):
-    """A TFDS split as a `tf.data.Dataset` of `(image, label)`, never downloading."""
+class DownloadError(RuntimeError):
+    """`--download` was asked for and TFDS could not download or prepare the dataset."""
+
+
+def _tfds_split(name: str, split: str, data_dir: str, download: bool = False):
+    """A TFDS split as a `tf.data.Dataset` of `(image, label)`; downloaded and prepared into
+    `data_dir` first when `download` and not prepared there yet."""
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.load(name, split=split, data_dir=data_dir, download=False, as_supervised=True)
+        return tfds.load(
+            name, split=split, data_dir=data_dir, download=download, as_supervised=True
+        )
     except AssertionError as error:  # TFDS's "could not find data in ..."
         raise _not_prepared(name, data_dir) from error
+    except Exception as error:  # noqa: BLE001 (any download or preparation failure)
+        if not download:
+            raise
+        raise DownloadError(
+            f"{name}: TFDS could not download it into {data_dir} ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:300]})"
+        ) from error
 
 
 def _to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -254,24 +268,29 @@ def _to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
 
 
-def load_tfds(name: str, data_dir: str | None = None, extra: bool = False) -> RawData:
+def load_tfds(
+    name: str, data_dir: str | None = None, extra: bool = False, download: bool = False
+) -> RawData:
     """A TFDS dataset's train and test splits in memory, plus its extra split as a stream.
 
     Args:
       name: a TFDS name from `DATASETS`.
       data_dir: the TFDS data dir holding the prepared dataset (default `tfds_data_dir()`).
       extra: also open `DATASETS[name].extra_split` as `RawData.extra_unlabeled`.
+      download: let TFDS download and prepare it there if it is not prepared yet.
 
     Raises:
       DataNotFoundError: the dataset is not prepared there (one line saying how to prepare it).
+      DownloadError: with `download`, the download or preparation failed.
     """
     data_dir = tfds_data_dir(data_dir)
-    train = _to_numpy(_tfds_split(name, "train", data_dir))
-    test = _to_numpy(_tfds_split(name, "test", data_dir))
+    train = _to_numpy(_tfds_split(name, "train", data_dir, download))
+    test = _to_numpy(_tfds_split(name, "test", data_dir, download))
     info = DATASETS[name]
     extra_stream, extra_size = None, 0
     if extra and info.extra_split:
-        extra_stream = _tfds_split(name, info.extra_split, data_dir).map(lambda x, y: x)
+        extra_stream = _tfds_split(name, info.extra_split, data_dir, download)
+        extra_stream = extra_stream.map(lambda x, y: x)
         extra_size = info.extra_size
     digest = hashlib.sha256()
     for array in (*train, *test):
@@ -291,13 +310,14 @@ def fashion_mnist_search_path(data_dir: str | None = None) -> list[str]:
     return [c for c in (os.environ.get(DATA_DIR_ENV), DEBIAN_FASHION_MNIST_DIR) if c]
 
 
-def load_fashion_mnist(data_dir: str | None = None) -> RawData:
+def load_fashion_mnist(data_dir: str | None = None, download: bool = False) -> RawData:
     """Real Fashion-MNIST from IDX files, else from a prepared TFDS data dir.
 
     With `data_dir`, only there: its four IDX files (a missing one is an error naming it) or,
     holding none, a prepared TFDS `fashion_mnist`. Without it: `$NS3L_DATA_DIR`, then
     /usr/share/datasets/fashion-mnist (Debian package `dataset-fashion-mnist`), then the TFDS
-    data dir (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). The files read, and their SHA-256,
+    data dir (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). Found nowhere and with `download`,
+    TFDS downloads and prepares it into that TFDS data dir. The files read, and their SHA-256,
     are in `RawData.source`.
 
     Raises:
@@ -313,27 +333,31 @@ def load_fashion_mnist(data_dir: str | None = None) -> RawData:
     try:
         return load_tfds("fashion_mnist", tfds_dir)
     except DataNotFoundError:
-        pass
+        if download:
+            return load_tfds("fashion_mnist", tfds_dir, download=True)
     raise DataNotFoundError(
         f"Fashion-MNIST not found in {', '.join(searched)} (IDX files "
         f"{_IDX_FILES['train_images']}[.gz] etc.) nor prepared in the TFDS data dir {tfds_dir}; "
-        "install it with `sudo apt-get install dataset-fashion-mnist` or pass --data_dir=DIR "
-        "(or set $NS3L_DATA_DIR) to a directory holding the four IDX files"
+        "install it with `sudo apt-get install dataset-fashion-mnist`, pass --data_dir=DIR "
+        "(or set $NS3L_DATA_DIR) to a directory holding the four IDX files, or pass "
+        "--download to let TFDS download it (needs a network)"
     )
 
 
-def load_raw(name: str, data_dir: str | None = None, extra: bool | None = None) -> RawData:
+def load_raw(
+    name: str, data_dir: str | None = None, extra: bool | None = None, download: bool = False
+) -> RawData:
     """Loads the train and test splits of a registered dataset.
 
     Fashion-MNIST comes from its IDX files when found (see `load_fashion_mnist`), every other
     dataset from a prepared TFDS data dir (`data_dir`, `$TFDS_DATA_DIR` or
     ~/tensorflow_datasets). `extra` (default: the dataset's `extra_by_default`) adds the
-    extra unlabeled split as a stream.
+    extra unlabeled split as a stream. `download` lets TFDS download what is not there.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(DATASETS))}")
     if name == "fashion_mnist":
-        return load_fashion_mnist(data_dir)
+        return load_fashion_mnist(data_dir, download)
     if extra is None:
         extra = DATASETS[name].extra_by_default
-    return load_tfds(name, data_dir, extra=extra)
+    return load_tfds(name, data_dir, extra=extra, download=download)

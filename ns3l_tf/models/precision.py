@@ -48,6 +48,16 @@ def full_precision():
         _switch.full_precision = previous
 
 
+def restore_switchable(model: keras.Model) -> None:
+    """Gives every mixed-precision layer of a loaded model its `SwitchablePolicy` back: Keras
+    deserialises a layer's policy as a plain `DTypePolicy` of the same name, which
+    `full_precision()` (VAT's power iteration, export) would not switch."""
+    for layer in all_layers(model):
+        policy = layer.dtype_policy
+        if policy.name.startswith("mixed_") and not isinstance(policy, SwitchablePolicy):
+            layer.dtype_policy = SwitchablePolicy(policy.name)
+
+
 def backbone_policy(precision: str) -> keras.DTypePolicy:
     """The policy to build a backbone under: float32, or a switchable mixed policy.
 

@@ -1,0 +1,108 @@
+"""Installed as a package: `pip install` of a clone gives working console scripts and the
+presets, from any directory; without TensorFlow, one line says which extra to install."""
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+import ns3l_tf
+from ns3l_tf import cli
+
+from .conftest import REPO_ROOT
+
+
+def _clone(destination):
+    """The repository's files as a fresh clone has them (tracked and new, not ignored)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        source, target = os.path.join(REPO_ROOT, name), os.path.join(destination, name)
+        if not os.path.lexists(source):  # deleted in the working tree, not yet committed
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh virtual environment with the clone pip-installed (not editable) into it. Its
+    dependencies come from this environment's site-packages (a `.pth` line: no download), so
+    pip checks them as it would anywhere."""
+    root = tmp_path_factory.mktemp("packaging")
+    _clone(root / "clone")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", root / "venv"], check=True)
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    venv_site = subprocess.run(
+        [root / "venv" / "bin" / "python", "-c", purelib],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(os.path.join(venv_site, "dependencies.pth"), "w") as f:
+        f.write(sysconfig.get_path("purelib") + "\n")
+    install = subprocess.run(
+        [root / "venv" / "bin" / "python", "-m", "pip", "install", "--no-index",
+         "--no-build-isolation", "--quiet", root / "clone"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    (root / "elsewhere").mkdir()
+    return root
+
+
+@pytest.mark.large
+def test_console_scripts_train_a_preset_and_evaluate_it_from_another_directory(installed):
+    bin_dir, cwd = installed / "venv" / "bin", installed / "elsewhere"
+    where = subprocess.run(
+        [bin_dir / "python", "-c", "import ns3l_tf; print(ns3l_tf.__file__)"],
+        cwd=cwd, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert where.startswith(str(installed / "venv"))  # the installed copy, not this checkout
+    for script in ("ns3l-train", "ns3l-tune", "ns3l-data", "ns3l-evaluate"):
+        assert (bin_dir / script).exists(), script
+    help_text = subprocess.run(
+        [bin_dir / "ns3l-train", "--helpfull"], cwd=cwd, capture_output=True, text=True
+    ).stdout
+    assert "--preset" in help_text and "fmnist_quick" in help_text
+    train = subprocess.run(
+        [bin_dir / "ns3l-train", "--preset=fmnist_quick", "--train_steps=4", "--eval_every=2",
+         "--lr_decay_step=0", "--num_validation=500", "--output_dir=run"],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "test error" in train.stdout and (cwd / "run" / "results.json").exists()
+    evaluate = subprocess.run(
+        [bin_dir / "ns3l-evaluate", "--run_dir=run"], cwd=cwd, capture_output=True, text=True
+    )
+    assert evaluate.returncode == 0 and "on 10000 images" in evaluate.stdout, evaluate.stderr
+
+
+def test_without_tensorflow_the_scripts_say_which_extra_to_install(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name)
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.require_tensorflow()
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: TensorFlow is not installed") and "'ns3l_tf[cpu]'" in line
+
+
+def test_without_tensorflow_the_library_says_which_extra_to_install(monkeypatch):
+    def no_tensorflow(name, *args):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(importlib, "import_module", no_tensorflow)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'ns3l_tf\[cpu\]'"):
+        ns3l_tf.__getattr__("SSLModel")
