@@ -1,6 +1,7 @@
-"""tf.distribute: two CPU replicas match one device, a two-process multi-worker run agrees,
-and strategy errors are one clear line. The strategy runs go to subprocesses, because logical
-devices and collectives must be configured before TensorFlow starts."""
+"""tf.distribute: two CPU replicas match one device, a two-process multi-worker run agrees
+and resumes after both workers are killed, and strategy errors are one clear line. The
+strategy runs go to subprocesses, because logical devices and collectives must be configured
+before TensorFlow starts."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -149,55 +151,71 @@ def _free_ports(count):
     return ports
 
 
-@pytest.mark.large
-def test_two_process_multi_worker_run_agrees(tmp_path):
+def _start_workers(output_dir, train_steps):
+    """Two workers of one multi-worker run, sharing `output_dir` (as on a shared disk)."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    argv = [
+        "-m",
+        "ns3l_tf.train",
+        "--flagfile=flags/fmnist_quick.cfg",
+        "--strategy=multi_worker",
+        f"--train_steps={train_steps}",
+        "--eval_every=15",
+        "--checkpoint_every=5",
+        "--lr_decay_step=0",
+        "--batch_size=16",
+        "--unlabeled_batch_size=16",
+        f"--output_dir={output_dir}",
+    ]
     workers = []
     for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
-        output_dir = tmp_path / f"worker{index}"
-        argv = [
-            "-m",
-            "ns3l_tf.train",
-            "--flagfile=flags/fmnist_quick.cfg",
-            "--strategy=multi_worker",
-            "--train_steps=30",
-            "--eval_every=15",
-            "--lr_decay_step=0",
-            "--batch_size=16",
-            "--unlabeled_batch_size=16",
-            f"--output_dir={output_dir}",
-        ]
+        task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         workers.append(
             subprocess.Popen(
                 [sys.executable, *argv],
                 cwd=REPO_ROOT,
-                env=env,
+                env={**os.environ, "TF_CONFIG": json.dumps(task)},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
         )
+    return workers
+
+
+@pytest.mark.large
+def test_two_process_multi_worker_run_agrees_and_resumes(tmp_path):
+    output_dir = tmp_path / "run"
+    state = output_dir / "checkpoints" / "state.json"
+    workers = _start_workers(output_dir, 30)
+    deadline = time.time() + 400
+    while not state.exists():  # the chief's first checkpoint (step 5); then kill both
+        assert all(w.poll() is None for w in workers), workers[0].communicate()[1][-3000:]
+        assert time.time() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    for worker in workers:
+        worker.kill()
+        worker.communicate()
+    assert not (output_dir / "results.json").exists()
+    killed_at = json.loads(state.read_text())["step"]
+
+    workers = _start_workers(output_dir, 30)  # the same command, on fresh ports
     outputs = [worker.communicate(timeout=400) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
+        assert f"resuming at step {killed_at}" in stderr
     # "test error E% after 30 steps (S s); at the lowest validation error (V%, step N): ..."
     summaries = [re.sub(r"\(\d+ s\)", "", out.strip().splitlines()[-1]) for out, _ in outputs]
     # Both workers hold the same weights: the same test and validation errors.
     assert summaries[0].split("; results in")[0] == summaries[1].split("; results in")[0]
-    results = json.loads((tmp_path / "worker0" / "results.json").read_text())
+    results = json.loads((output_dir / "results.json").read_text())
     assert results["num_replicas"] == 2 and results["steps"] == 30
+    assert results["resumed_at_steps"] == [killed_at] and 0 < killed_at < 30
     # Not a one-class model (exactly 90.00%): the errors carry the weights' information.
     assert results["test_error"] < 89.5
     assert f"test error {results['test_error']:.2f}% after 30 steps" in summaries[1]
     assert len(results["history"]) == 2 and "val_error" in results["history"][0]
-    assert not (tmp_path / "worker1").exists()  # only the chief writes
 
 
 @pytest.mark.parametrize(

@@ -104,3 +104,26 @@ def test_bad_tune_flags_exit_2_with_one_line(argv, message, saved_flags, capsys,
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+
+
+def test_a_tune_dir_refuses_other_trial_defining_flags(tmp_path, saved_flags, capsys, monkeypatch):
+    """Checked before any data loads: a search made with one tuner is not resumed with
+    another unless `--overwrite`; `--max_trials` may grow."""
+    from ns3l_tf.config import search_flags
+    from ns3l_tf.run_dir import RunDirectory
+
+    monkeypatch.chdir(REPO_ROOT)
+    preset = ["prog", "--flagfile=flags/fmnist_quick.cfg", f"--tune_dir={tmp_path}"]
+    cli.parse_flags([*preset, "--tuner=random", "--max_trials=1"])
+    space = SearchSpace((0.05, 2.0), (0.1, 10.0))  # the default ranges
+    RunDirectory(str(tmp_path), flag="tune_dir").open(
+        search_flags(config_from_flags(), "random", space)
+    ).close()
+
+    saved_flags.unparse_flags()
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(cli.parse_flags([*preset, "--tuner=bayesian", "--max_trials=5"]))
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --tune_dir=") and "other flags (--tuner=random→bayesian)" in line
+    assert "--overwrite" in line
