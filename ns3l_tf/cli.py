@@ -49,6 +49,10 @@ def runtime_error(message: str):
     if verbose():
         raise  # noqa: PLE0704 (called from an except block)
     print(_one_line(message), file=sys.stderr)
+    # What the failed operation left open is closed as the program ends, and may fail again
+    # (Keras 3.10's saving abandons a ZipFile whose close fails on a full disk): the one line
+    # above has said it.
+    sys.unraisablehook = lambda unraisable: None
     sys.exit(RUNTIME_ERROR)
 
 

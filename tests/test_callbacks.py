@@ -22,7 +22,7 @@ class _RawTestError(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.errors.append(
-            self.model.evaluate(self.test_data, verbose=0, return_dict=True)["error"]
+            float(self.model.evaluate(self.test_data, verbose=0, return_dict=True)["error"])
         )
 
 
@@ -39,7 +39,7 @@ def test_test_split_is_evaluated_with_the_ema_weights(small_data):
     model.fit(
         train_ds, steps_per_epoch=15, epochs=2, verbose=0, callbacks=[history, raw], shuffle=False
     )
-    ema_error = model.evaluate(test, verbose=0, return_dict=True)["error"]  # fit ends on EMA
+    ema_error = float(model.evaluate(test, verbose=0, return_dict=True)["error"])  # fit ends on EMA
     assert history.records[-1]["test_error"] == pytest.approx(ema_error, abs=1e-4)
     assert raw.errors[-1] != pytest.approx(ema_error, abs=1e-4)
 
