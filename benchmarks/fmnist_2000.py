@@ -10,16 +10,17 @@ Each run is `python -m ns3l_tf.train --flagfile=<the row's flagfile> --seed=S`, 
 benchmark measures exactly what the CLI does: `supervised` and `ns3l` are the paper's Table 5
 rows (`flags/fmnist_2000.cfg` with and without `--ns3l_weight=0`), every other row is
 `flags/fmnist_2000_<row>.cfg`. Runs whose results.json exists are skipped (resumable; rows
-share runs across invocations). Prints mean ± std test errors and writes
-`benchmarks/results/<name>.{json,md}`.
+share runs across invocations). Prints mean ± std test errors and rewrites
+`benchmarks/results/<name>.{json,md}` after every finished run.
 """
 
-import json
 import os
 import time
 
 from absl import app, flags
 from common import RESULTS_DIR, machine, mean_std, run_cli
+
+from ns3l_tf import io_utils
 
 FLAGS = flags.FLAGS
 
@@ -59,20 +60,14 @@ def define_flags():
     flags.DEFINE_string("name", "fmnist_2000_ns3l_vs_supervised", "Output file stem.")
 
 
-def main(argv):
-    del argv
-    seeds = [int(s) for s in FLAGS.seeds]
-    start = time.time()
-    runs = {
-        (row, precision): [_run(row, precision, seed) for seed in seeds]
-        for row in FLAGS.rows
-        for precision in FLAGS.precisions
-    }
+def report(runs: dict, seeds: list[int], start: float) -> dict:
+    """The report of the runs finished so far: `runs[(row, precision)]` = their results."""
     summary = {}
     for (row, precision), results in runs.items():
         summary[f"{row} ({precision})"] = {
             "row": row,
             "precision": precision,
+            "seeds": [r["flags"]["seed"] for r in results],
             "final_test_error": mean_std([r["test_error"] for r in results]),
             "best_val_test_error": mean_std([r["best_val_test_error"] for r in results]),
             "final_val_error": mean_std([r["final_val_error"] for r in results]),
@@ -81,7 +76,7 @@ def main(argv):
             "paper_test_error": PAPER.get(row),
         }
     flags_used = next(iter(runs.values()))[0]["flags"]
-    report = {
+    return {
         "benchmark": f"Fashion-MNIST 2,000 labels, small CNN: {', '.join(FLAGS.rows)}",
         "seeds": seeds,
         "train_steps": flags_used["train_steps"],
@@ -93,45 +88,67 @@ def main(argv):
         "machine": machine(),
         "rows": summary,
     }
-    os.makedirs(FLAGS.results_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.results_dir, f"{FLAGS.name}.json"), "w") as f:
-        json.dump(report, f, indent=2)
+
+
+def markdown(report: dict) -> str:
+    flags_used, summary = report["flags"], report["rows"]
+    seeds = report["seeds"]
     lines = [
         f"# {report['benchmark']}",
         "",
-        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), {report['train_steps']} steps of "
+        f"Seeds {', '.join(map(str, seeds))}, {report['train_steps']} steps of "
         f"{flags_used['batch_size']} labeled + {flags_used['unlabeled_batch_size']} unlabeled, "
         f"Adam {flags_used['learning_rate']} (×{flags_used['lr_decay_factor']} at step "
-        f"{flags_used['lr_decay_step']}); {report['machine']}. Errors in %, mean ± std.",
+        f"{flags_used['lr_decay_step']}); {report['machine']}. Errors in %, mean ± std over "
+        "the seeds finished so far.",
         "",
-        "| row | precision | final test error | test error at best val | final val error | "
-        "paper | s/run |",
-        "|---|---|---|---|---|---|---|",
+        "| row | precision | seeds | final test error | test error at best val | "
+        "final val error | paper | s/run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     for s in summary.values():
         lines.append(
-            f"| {s['row']} | {s['precision']} | {fmt(s['final_test_error'])} | "
-            f"{fmt(s['best_val_test_error'])} | {fmt(s['final_val_error'])} | "
-            f"{fmt(s['paper_test_error'])} | {s['seconds_per_run'][0]:.0f} |"
+            f"| {s['row']} | {s['precision']} | {', '.join(map(str, s['seeds']))} | "
+            f"{fmt(s['final_test_error'])} | {fmt(s['best_val_test_error'])} | "
+            f"{fmt(s['final_val_error'])} | {fmt(s['paper_test_error'])} | "
+            f"{s['seconds_per_run'][0]:.0f} |"
         )
     if len(FLAGS.precisions) > 1:
         lines += ["", f"Mean final test error minus {FLAGS.precisions[0]}'s, per row:", ""]
         for row in FLAGS.rows:
-            base = summary[f"{row} ({FLAGS.precisions[0]})"]["final_test_error"][0]
+            base = summary.get(f"{row} ({FLAGS.precisions[0]})")
             for precision in FLAGS.precisions[1:]:
-                other = summary[f"{row} ({precision})"]["final_test_error"][0]
-                lines.append(f"- {row}, {precision}: {other - base:+.2f} points")
+                other = summary.get(f"{row} ({precision})")
+                if base and other:
+                    difference = other["final_test_error"][0] - base["final_test_error"][0]
+                    lines.append(
+                        f"- {row}, {precision}: {difference:+.2f} points (seeds "
+                        f"{', '.join(map(str, other['seeds']))} against "
+                        f"{', '.join(map(str, base['seeds']))})"
+                    )
     lines += [
         "",
-        f"Training time of all {sum(map(len, runs.values()))} runs: "
+        f"Training time of all {sum(len(s['seeds']) for s in summary.values())} runs: "
         f"{report['training_seconds_all_runs'] / 60:.0f} min (this invocation: "
         f"{report['wall_seconds_this_invocation'] / 60:.0f} min; finished runs are reused).",
     ]
-    table = "\n".join(lines) + "\n"
-    with open(os.path.join(FLAGS.results_dir, f"{FLAGS.name}.md"), "w") as f:
-        f.write(table)
-    print(table)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    seeds = [int(s) for s in FLAGS.seeds]
+    start, runs = time.time(), {}
+    stem = os.path.join(FLAGS.results_dir, FLAGS.name)
+    for row in FLAGS.rows:
+        for precision in FLAGS.precisions:
+            for seed in seeds:  # the report is rewritten after every finished run
+                runs.setdefault((row, precision), []).append(_run(row, precision, seed))
+                current = report(runs, seeds, start)
+                io_utils.write_json(f"{stem}.json", current)
+                io_utils.write_text(f"{stem}.md", markdown(current))
+    print(markdown(current))
 
 
 if __name__ == "__main__":

@@ -228,4 +228,7 @@ def test_fmnist_2000_benchmark_runs(tmp_path):
         f"--results_dir={tmp_path}",
     )
     rows = json.loads((tmp_path / "fmnist_2000_ns3l_vs_supervised.json").read_text())["rows"]
-    assert list(rows) == ["supervised (float32)"]
+    assert list(rows) == ["supervised (float32)"] and rows["supervised (float32)"]["seeds"] == [1]
+    table = (tmp_path / "fmnist_2000_ns3l_vs_supervised.md").read_text()
+    test_error = rows["supervised (float32)"]["final_test_error"][0]
+    assert f"| supervised | float32 | 1 | {test_error:.2f} ± 0.00 |" in table
