@@ -1,6 +1,7 @@
 """Callbacks of the training protocol: test-set evaluation, model selection, resumable
 checkpoints, and stopping on a non-finite loss or a signal."""
 
+import contextlib
 import os
 import signal
 import threading
@@ -41,17 +42,11 @@ class EvaluationHistory(keras.callbacks.Callback):
         self.records: list[dict] = []
 
     def _evaluate_test_split(self) -> dict:
-        swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
         if self.evaluate_fn is None:
+            swap = [keras.callbacks.SwapEMAWeights()] if self.use_ema else []
             return self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=swap)
-        for callback in swap:
-            callback.set_model(self.model)
-            callback.on_test_begin()
-        try:
+        with ema_weights(self.model, self.use_ema):
             return self.evaluate_fn(self.model, self.test_data)
-        finally:
-            for callback in swap:
-                callback.on_test_end()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -79,6 +74,23 @@ class EvaluationHistory(keras.callbacks.Callback):
         return min(validated, key=lambda r: r["val_error"]) if validated else None
 
 
+@contextlib.contextmanager
+def ema_weights(model: keras.Model, use_ema: bool):
+    """Inside: the model holds its optimizer's weight moving average (as during evaluation
+    with `keras.callbacks.SwapEMAWeights`); after: its own weights again. Nothing without
+    `use_ema`."""
+    if not use_ema:
+        yield
+        return
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    swap.on_test_begin()
+    try:
+        yield
+    finally:
+        swap.on_test_end()
+
+
 class BestWeights(keras.callbacks.Callback):
     """Saves `best.weights.h5` at each new lowest `val_error`, atomically: the weights that
     were validated (with `use_ema`, the optimizer's moving average, which
@@ -102,15 +114,8 @@ class BestWeights(keras.callbacks.Callback):
             return
         self.best_val_error = val_error
         path = os.path.join(self.directory, "best.weights.h5")
-        swap = keras.callbacks.SwapEMAWeights() if self.use_ema else None
-        if swap is not None:
-            swap.set_model(self.model)
-            swap.on_test_begin()  # the moving average into the model
-        try:
+        with ema_weights(self.model, self.use_ema):
             io_utils.atomic_write(path, self.model.save_weights, suffix=".weights.h5")
-        finally:
-            if swap is not None:
-                swap.on_test_end()
 
 
 class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
