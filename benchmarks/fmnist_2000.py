@@ -90,6 +90,14 @@ def report(runs: dict, seeds: list[int], start: float) -> dict:
     }
 
 
+def paired_by_seed(row: dict, base: dict) -> tuple[float, float]:
+    """Mean ± std over the seeds both rows finished of `row`'s final test error minus
+    `base`'s (the same seed draws the same labeled set, so pairing removes its spread)."""
+    base_errors = dict(zip(base["seeds"], base["per_seed_final_test_error"]))
+    row_errors = dict(zip(row["seeds"], row["per_seed_final_test_error"]))
+    return mean_std([row_errors[s] - base_errors[s] for s in row_errors if s in base_errors])
+
+
 def markdown(report: dict) -> str:
     flags_used, summary = report["flags"], report["rows"]
     seeds = report["seeds"]
@@ -100,7 +108,8 @@ def markdown(report: dict) -> str:
         f"{flags_used['batch_size']} labeled + {flags_used['unlabeled_batch_size']} unlabeled, "
         f"Adam {flags_used['learning_rate']} (×{flags_used['lr_decay_factor']} at step "
         f"{flags_used['lr_decay_step']}); {report['machine']}. Errors in %, mean ± std over "
-        "the seeds finished so far.",
+        "the seeds finished so far. *s/run* is each run's wall time with its evaluations, "
+        "whatever else shared the CPU (`step_time.md` measures speed).",
         "",
         "| row | precision | seeds | final test error | test error at best val | "
         "final val error | paper | s/run |",
@@ -122,10 +131,12 @@ def markdown(report: dict) -> str:
                 other = summary.get(f"{row} ({precision})")
                 if base and other:
                     difference = other["final_test_error"][0] - base["final_test_error"][0]
+                    mean, std = paired_by_seed(other, base)
                     lines.append(
                         f"- {row}, {precision}: {difference:+.2f} points (seeds "
                         f"{', '.join(map(str, other['seeds']))} against "
-                        f"{', '.join(map(str, base['seeds']))})"
+                        f"{', '.join(map(str, base['seeds']))}); paired by seed "
+                        f"{mean:+.2f} ± {std:.2f}"
                     )
     lines += [
         "",

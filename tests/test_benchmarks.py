@@ -16,6 +16,7 @@ from .conftest import REPO_ROOT
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 import budget_ablation  # noqa: E402
 import common  # noqa: E402
+import fmnist_2000  # noqa: E402
 import frozen_statistics_cost  # noqa: E402
 import step_time  # noqa: E402
 import table5  # noqa: E402
@@ -126,6 +127,13 @@ def test_budget_ablation_pairs_each_form_with_supervised():
     assert forms["oracle3_views2"]["test_minus_supervised"] == pytest.approx((-2.0, 0.0))
     assert forms["oracle3_views2"]["val_minus_supervised"] == pytest.approx((-1.5, 0.0))
     assert forms["supervised"]["test_error"] == pytest.approx((17.5, np.sqrt(0.5)))
+
+
+def test_precision_rows_are_paired_by_seed_and_skip_unmatched_seeds():
+    float32 = {"seeds": [1, 2, 3], "per_seed_final_test_error": [15.0, 14.0, 16.0]}
+    bfloat16 = {"seeds": [1, 3, 4], "per_seed_final_test_error": [15.5, 15.0, 9.0]}
+    # Seeds 1 and 3: +0.5 and -1.0 -> mean -0.25, sample std 1.5 / sqrt(2).
+    assert fmnist_2000.paired_by_seed(bfloat16, float32) == pytest.approx((-0.25, 1.5 / np.sqrt(2)))
 
 
 def _script(name, *argv, timeout=600):
