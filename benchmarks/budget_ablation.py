@@ -2,6 +2,7 @@
 
     python benchmarks/budget_ablation.py                     # 5 rows × 3 budgets × seeds 1-3
     python benchmarks/budget_ablation.py --budgets=1560 --seeds=1 --runs_dir=/tmp/x  # a slice
+    python benchmarks/budget_ablation.py --report_only       # the report of the finished runs
 
 Rows: Supervised, Threshold T = 0.03 and Oracle - 3, the last two with μ from the base
 method's pass (`--ns3l_views=1`) and from a second pass on a fresh view (`--ns3l_views=2`, the
@@ -18,7 +19,16 @@ import os
 import time
 
 from absl import app, flags
-from common import RESULTS_DIR, TABLE5_ROWS, machine, mean_std, paired, table5_run
+from common import (
+    RESULTS_DIR,
+    TABLE5_ROWS,
+    define_report_only_flag,
+    machine,
+    mean_std,
+    no_finished_runs,
+    paired,
+    table5_run,
+)
 
 from ns3l_tf import io_utils
 
@@ -54,6 +64,8 @@ def summarize(runs: dict) -> dict:
             last = [r["history"][-1] for r in results]
             entry = {
                 "label": form_label(row, views),
+                "row": row,
+                "views": views,
                 "seeds": seeds,
                 "test_error": mean_std([r["test_error"] for r in results]),
                 "val_error": mean_std([r["final_val_error"] for r in results]),
@@ -109,9 +121,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(report: dict, path: str) -> None:
-    """Test error and its paired difference to supervised against the budget, one line per
-    form (mean ± std over seeds)."""
+def form_style(row: str, views: int) -> dict:
+    """One look per form in every panel: a colour per row (in `FORMS` order), dashed for μ
+    from the method's own pass (one view), solid otherwise."""
+    rows = list(dict.fromkeys(r for r, _ in FORMS))
+    colour = f"C{rows.index(row) if row in rows else len(rows)}"
+    one_view = row != "supervised" and views == 1
+    return {"color": colour, "linestyle": "--" if one_view else "-", "marker": "o", "capsize": 3}
+
+
+def figure_of(report: dict):
+    """The chart as a matplotlib figure: test error, and the test and validation differences
+    to supervised, against the budget; one line per form (mean ± std over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,33 +140,41 @@ def chart(report: dict, path: str) -> None:
 
     budgets = sorted(report["budgets"], key=int)
     names = {name for forms in report["budgets"].values() for name in forms}
-    figure, (errors, differences) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, panels = plt.subplots(1, 3, figsize=(15, 4.4))
+    columns = ("test_error", "test_minus_supervised", "val_minus_supervised")
+    titles = ("test error %", "test error − supervised", "validation error − supervised")
     for name in sorted(names):
         present = [b for b in budgets if name in report["budgets"][b]]
         entries = [report["budgets"][b][name] for b in present]
-        steps = [int(b) for b in present]
-        label = entries[0]["label"]
-        errors.errorbar(
-            steps, [e["test_error"][0] for e in entries], [e["test_error"][1] for e in entries],
-            marker="o", capsize=3, label=label,
-        )  # fmt: skip
-        paired_entries = [(s, e) for s, e in zip(steps, entries) if "test_minus_supervised" in e]
-        if paired_entries:
-            differences.errorbar(
-                [s for s, _ in paired_entries],
-                [e["test_minus_supervised"][0] for _, e in paired_entries],
-                [e["test_minus_supervised"][1] for _, e in paired_entries],
-                marker="o", capsize=3, label=label,
-            )  # fmt: skip
-    differences.axhline(0.0, color="gray", linewidth=1)
-    for axes, title in ((errors, "test error %"), (differences, "test error − supervised")):
+        style = form_style(entries[0]["row"], entries[0]["views"])
+        for axes, column in zip(panels, columns):
+            points = [(int(b), e[column]) for b, e in zip(present, entries) if column in e]
+            if points:
+                axes.errorbar(
+                    [steps for steps, _ in points],
+                    [value[0] for _, value in points],
+                    [value[1] for _, value in points],
+                    label=entries[0]["label"],
+                    **style,
+                )
+    for axes, title in zip(panels, titles):
+        if axes is not panels[0]:
+            axes.axhline(0.0, color="gray", linewidth=1)
         axes.set_xscale("log")
         axes.set_xticks([int(b) for b in budgets], [f"{int(b):,}" for b in budgets])
         axes.set_xlabel("training steps (64 labeled + 64 unlabeled)")
         axes.set_title(title)
-    errors.legend(fontsize=8)
-    figure.suptitle("Fashion-MNIST, 2,000 labels: NS³L against the budget")
+    panels[0].legend(fontsize=8)
+    figure.suptitle("Fashion-MNIST, 2,000 labels: NS³L against the budget (choose on validation)")
     figure.tight_layout()
+    return figure
+
+
+def chart(report: dict, path: str) -> None:
+    """Writes `figure_of(report)` to the PNG `path`."""
+    import matplotlib.pyplot as plt
+
+    figure = figure_of(report)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -173,19 +202,29 @@ def define_flags():
     flags.DEFINE_list("extra_flags", [], "More flags for every run (tests: --eval_every).")
     flags.DEFINE_string("name", "budget_ablation", "Output file stem in --results_dir.")
     flags.DEFINE_string("results_dir", RESULTS_DIR, "Where the report goes.")
+    define_report_only_flag(flags)
 
 
 def main(argv):
     del argv
     budgets, seeds = [int(b) for b in FLAGS.budgets], [int(s) for s in FLAGS.seeds]
     forms = [(row, int(views)) for row, views in (f.split(":") for f in FLAGS.forms)]
-    start, runs = time.time(), {}
+    start, runs, report = time.time(), {}, None
     for budget in budgets:  # cheap budgets first: every interruption leaves whole budgets
         for seed in seeds:
             for row, views in forms:
                 result = table5_run(
-                    row, views, budget, seed, FLAGS.precision, FLAGS.runs_dir, FLAGS.extra_flags
+                    row,
+                    views,
+                    budget,
+                    seed,
+                    FLAGS.precision,
+                    FLAGS.runs_dir,
+                    FLAGS.extra_flags,
+                    train=not FLAGS.report_only,
                 )
+                if result is None:
+                    continue
                 runs.setdefault((budget, row, views), {})[seed] = result
                 report = {
                     "benchmark": "NS3L budget ablation, Fashion-MNIST, 2,000 labels",
@@ -199,6 +238,8 @@ def main(argv):
                     "budgets": summarize(runs),
                 }
                 write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
+    if report is None:
+        raise no_finished_runs(FLAGS.runs_dir)
     print(markdown(report))
 
 

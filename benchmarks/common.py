@@ -12,11 +12,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 
 
-def run_cli(train_flags: list[str], output_dir: str) -> dict:
+def run_cli(train_flags: list[str], output_dir: str, train: bool = True) -> dict | None:
     """`python -m ns3l_tf.train <train_flags> --output_dir=<output_dir>`, unless that run's
-    `results.json` exists already (benchmarks resume where they stopped); its results."""
+    `results.json` exists already (benchmarks resume where they stopped); its results. With
+    `train=False` nothing is started: an unfinished run's results are None."""
     results_path = os.path.join(output_dir, "results.json")
     if not os.path.exists(results_path):
+        if not train:
+            return None
         command = [
             sys.executable,
             "-m",
@@ -28,6 +31,18 @@ def run_cli(train_flags: list[str], output_dir: str) -> dict:
         subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     with open(results_path) as f:
         return json.load(f)
+
+
+def define_report_only_flag(flags) -> None:
+    """`--report_only`: rewrite a benchmark's report from its finished runs, start none."""
+    flags.DEFINE_bool(
+        "report_only", False, "Start no run: rewrite the report from the runs already finished."
+    )
+
+
+def no_finished_runs(runs_dir: str) -> SystemExit:
+    """The one-line failure (exit code 1) of a report with nothing to report."""
+    return SystemExit(f"error: no finished run under --runs_dir={runs_dir}; nothing to report")
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -95,10 +110,18 @@ def budget_flags(steps: int, evaluations: int = 6, checkpoint_steps: int = 500) 
 
 
 def table5_run(
-    row: str, views: int, steps: int, seed: int, precision: str, runs_dir: str, extra=()
-) -> dict:
+    row: str,
+    views: int,
+    steps: int,
+    seed: int,
+    precision: str,
+    runs_dir: str,
+    extra=(),
+    train: bool = True,
+) -> dict | None:
     """One Fashion-MNIST run of a Table 5 row (resumable): μ from `views` passes, `steps` steps,
-    2,000 labeled and 5,000 validation images, then the `extra` flags; its results."""
+    2,000 labeled and 5,000 validation images, then the `extra` flags; its results (None for
+    an unfinished run when `train=False`)."""
     form = [] if row == "supervised" else [f"--ns3l_views={views}"]
     name = row if row == "supervised" else f"{row}_views{views}"
     flags = [
@@ -111,7 +134,7 @@ def table5_run(
         f"--seed={seed}",
         *extra,
     ]
-    return run_cli(flags, os.path.join(runs_dir, f"{name}_{steps}steps_seed{seed}"))
+    return run_cli(flags, os.path.join(runs_dir, f"{name}_{steps}steps_seed{seed}"), train)
 
 
 def paired(results: list[dict], baseline: list[dict], key: str) -> tuple[float, float]:

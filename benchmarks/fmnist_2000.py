@@ -5,6 +5,7 @@
         --name=fmnist_2000_precision                       # bfloat16 against float32
     python benchmarks/fmnist_2000.py --rows=supervised,pseudo_label,vat,vat_entmin,ns3l,\
         vat_ns3l,mixmatch,mixmatch_ns3l --seeds=1,2 --name=fmnist_2000_methods
+    python benchmarks/fmnist_2000.py --report_only         # the report of the finished runs
 
 Each run is `python -m ns3l_tf.train --flagfile=<the row's flagfile> --seed=S`, so the
 benchmark measures exactly what the CLI does: `supervised` and `ns3l` are the paper's Table 5
@@ -18,7 +19,14 @@ import os
 import time
 
 from absl import app, flags
-from common import RESULTS_DIR, machine, mean_std, run_cli
+from common import (
+    RESULTS_DIR,
+    define_report_only_flag,
+    machine,
+    mean_std,
+    no_finished_runs,
+    run_cli,
+)
 
 from ns3l_tf import io_utils
 
@@ -36,14 +44,16 @@ def row_flags(row: str) -> list[str]:
     return [f"--flagfile=flags/fmnist_2000_{row}.cfg"]
 
 
-def _run(row: str, precision: str, seed: int) -> dict:
+def _run(row: str, precision: str, seed: int) -> dict | None:
     extra = [
         *FLAGS.extra_flags,
         *([f"--train_steps={FLAGS.train_steps}"] if FLAGS.train_steps else []),
         f"--precision={precision}",
     ]
     output_dir = os.path.join(FLAGS.runs_dir, f"{row}_{precision}_seed{seed}")
-    return run_cli([*row_flags(row), f"--seed={seed}", *extra], output_dir)
+    return run_cli(
+        [*row_flags(row), f"--seed={seed}", *extra], output_dir, train=not FLAGS.report_only
+    )
 
 
 def define_flags():
@@ -58,6 +68,7 @@ def define_flags():
     )
     flags.DEFINE_string("results_dir", RESULTS_DIR, "Where the report goes.")
     flags.DEFINE_string("name", "fmnist_2000_ns3l_vs_supervised", "Output file stem.")
+    define_report_only_flag(flags)
 
 
 def report(runs: dict, seeds: list[int], start: float) -> dict:
@@ -150,15 +161,20 @@ def markdown(report: dict) -> str:
 def main(argv):
     del argv
     seeds = [int(s) for s in FLAGS.seeds]
-    start, runs = time.time(), {}
+    start, runs, current = time.time(), {}, None
     stem = os.path.join(FLAGS.results_dir, FLAGS.name)
     for row in FLAGS.rows:
         for precision in FLAGS.precisions:
             for seed in seeds:  # the report is rewritten after every finished run
-                runs.setdefault((row, precision), []).append(_run(row, precision, seed))
+                result = _run(row, precision, seed)
+                if result is None:
+                    continue
+                runs.setdefault((row, precision), []).append(result)
                 current = report(runs, seeds, start)
                 io_utils.write_json(f"{stem}.json", current)
                 io_utils.write_text(f"{stem}.md", markdown(current))
+    if current is None:
+        raise no_finished_runs(FLAGS.runs_dir)
     print(markdown(current))
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/table5.py                   # 10 rows, seeds 1-5 (1-3 for NN and Uniform)
     python benchmarks/table5.py --steps=1560 --views=1 --seeds=1,2 --runs_dir=/tmp/t5   # a slice
+    python benchmarks/table5.py --report_only      # the table of the finished runs, start none
 
 Every run is `python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg <row flags>` with
 2,000 labeled, 5,000 validation and 53,000 unlabeled images (the paper used all 58,000 as
@@ -20,7 +21,16 @@ import os
 import time
 
 from absl import app, flags
-from common import RESULTS_DIR, TABLE5_ROWS, machine, mean_std, paired, table5_run
+from common import (
+    RESULTS_DIR,
+    TABLE5_ROWS,
+    define_report_only_flag,
+    machine,
+    mean_std,
+    no_finished_runs,
+    paired,
+    table5_run,
+)
 
 from ns3l_tf import io_utils
 
@@ -184,6 +194,7 @@ def define_flags():
     flags.DEFINE_list("extra_flags", [], "More flags for every run (tests: --eval_every).")
     flags.DEFINE_string("name", "table5", "Output file stem in --results_dir.")
     flags.DEFINE_string("results_dir", RESULTS_DIR, "Where the report goes.")
+    define_report_only_flag(flags)
 
 
 def main(argv):
@@ -192,7 +203,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(ROWS)}")
     seeds = [int(s) for s in FLAGS.seeds]
-    start, runs = time.time(), {}
+    start, runs, report = time.time(), {}, None
     for index, seed in enumerate(seeds):  # seed-major: a partial table has every row
         for row in FLAGS.rows:
             if row in FLAGS.few_seed_rows and index >= FLAGS.few_seeds:
@@ -205,12 +216,17 @@ def main(argv):
                 FLAGS.precision,
                 FLAGS.runs_dir,
                 FLAGS.extra_flags,
+                train=not FLAGS.report_only,
             )
+            if result is None:
+                continue
             runs.setdefault(row, {})[seed] = result
             report = build_report(
                 runs, FLAGS.steps, FLAGS.views, FLAGS.precision, time.time() - start
             )
             write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
+    if report is None:
+        raise no_finished_runs(FLAGS.runs_dir)
     print(markdown(report))
 
 

@@ -38,7 +38,9 @@ EXPECTED_NEGATIVES = {
 @pytest.mark.parametrize("row", list(table5.ROWS))
 def test_every_table5_row_is_a_valid_run_of_the_papers_setting(row, saved_flags, monkeypatch):
     calls = []
-    monkeypatch.setattr(common, "run_cli", lambda flags, output_dir: calls.append(flags) or {})
+    monkeypatch.setattr(
+        common, "run_cli", lambda flags, output_dir, train: calls.append(flags) or {}
+    )
     common.table5_run(row, 2, 12000, 4, "mixed_bfloat16", "/runs")
     monkeypatch.chdir(REPO_ROOT)
     saved_flags.unparse_flags()
@@ -134,6 +136,62 @@ def test_precision_rows_are_paired_by_seed_and_skip_unmatched_seeds():
     bfloat16 = {"seeds": [1, 3, 4], "per_seed_final_test_error": [15.5, 15.0, 9.0]}
     # Seeds 1 and 3: +0.5 and -1.0 -> mean -0.25, sample std 1.5 / sqrt(2).
     assert fmnist_2000.paired_by_seed(bfloat16, float32) == pytest.approx((-0.25, 1.5 / np.sqrt(2)))
+
+
+def test_budget_ablation_chart_draws_each_form_alike_in_every_panel():
+    runs = {
+        (budget, row, views): {1: _fake_results(17.0 - offset, 16.0 - offset, 3.0, 0.0)}
+        for budget in (1560, 5000)
+        for offset, (row, views) in enumerate(budget_ablation.FORMS)
+    }
+    figure = budget_ablation.figure_of({"budgets": budget_ablation.summarize(runs)})
+    looks = [  # errorbar containers: (data line, caps, bars), labelled by form
+        {
+            bars.get_label(): (bars.lines[0].get_color(), bars.lines[0].get_linestyle())
+            for bars in axes.containers
+        }
+        for axes in figure.axes
+    ]
+    assert sorted(looks[0]) == sorted(
+        budget_ablation.form_label(r, v) for r, v in budget_ablation.FORMS
+    )
+    for panel in looks[1:]:  # the paired panels: every form but supervised, drawn alike
+        assert panel == {k: v for k, v in looks[0].items() if k != "Supervised"}
+    assert looks[0]["Oracle - 3, 1 view"][0] == looks[0]["Oracle - 3, 2 views"][0]
+    assert looks[0]["Oracle - 3, 1 view"][1] == "--" and looks[0]["Oracle - 3, 2 views"][1] == "-"
+    assert looks[0]["Oracle - 3, 2 views"][0] != looks[0]["Threshold T = 0.03, 2 views"][0]
+
+
+def test_report_only_reports_the_finished_runs_and_starts_none(tmp_path):
+    runs = tmp_path / "runs"
+    for name, test_error in (("supervised", 17.0), ("oracle3_views2", 15.5)):
+        run = runs / f"{name}_1560steps_seed1"
+        run.mkdir(parents=True)
+        results = _fake_results(test_error, 16.0, *((3.0, 0.0) if "oracle" in name else ()))
+        (run / "results.json").write_text(json.dumps(results))
+    argv = ["--report_only", "--budgets=1560", "--seeds=1,2", f"--runs_dir={runs}"]
+    _script(
+        "budget_ablation.py", *argv, "--forms=supervised:1,oracle3:2", f"--results_dir={tmp_path}"
+    )
+    forms = json.loads((tmp_path / "budget_ablation.json").read_text())["budgets"]["1560"]
+    assert forms["supervised"]["seeds"] == [1] and forms["oracle3_views2"]["seeds"] == [1]
+    assert forms["oracle3_views2"]["test_minus_supervised"] == pytest.approx((-1.5, 0.0))
+    assert sorted(os.listdir(runs)) == [
+        "oracle3_views2_1560steps_seed1",
+        "supervised_1560steps_seed1",
+    ]
+
+    empty = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "table5.py"), "--report_only"]
+        + [f"--runs_dir={tmp_path / 'none'}", f"--results_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert empty.returncode == 1
+    assert empty.stderr.strip().splitlines()[-1] == (
+        f"error: no finished run under --runs_dir={tmp_path / 'none'}; nothing to report"
+    )
+    assert not (tmp_path / "table5.json").exists()
 
 
 def _script(name, *argv, timeout=600):
