@@ -143,12 +143,13 @@ def figure_of(report: dict):
     figure, panels = plt.subplots(1, 3, figsize=(15, 4.4))
     columns = ("test_error", "test_minus_supervised", "val_minus_supervised")
     titles = ("test error %", "test error − supervised", "validation error − supervised")
-    for name in sorted(names):
+    for index, name in enumerate(sorted(names)):
+        dodge = 1.0 + 0.025 * (index - (len(names) - 1) / 2)  # side by side at each budget
         present = [b for b in budgets if name in report["budgets"][b]]
         entries = [report["budgets"][b][name] for b in present]
         style = form_style(entries[0]["row"], entries[0]["views"])
         for axes, column in zip(panels, columns):
-            points = [(int(b), e[column]) for b, e in zip(present, entries) if column in e]
+            points = [(int(b) * dodge, e[column]) for b, e in zip(present, entries) if column in e]
             if points:
                 axes.errorbar(
                     [steps for steps, _ in points],
@@ -161,6 +162,8 @@ def figure_of(report: dict):
         if axes is not panels[0]:
             axes.axhline(0.0, color="gray", linewidth=1)
         axes.set_xscale("log")
+        axes.minorticks_off()
+        axes.set_xlim(int(budgets[0]) / 1.25, int(budgets[-1]) * 1.25)
         axes.set_xticks([int(b) for b in budgets], [f"{int(b):,}" for b in budgets])
         axes.set_xlabel("training steps (64 labeled + 64 unlabeled)")
         axes.set_title(title)
