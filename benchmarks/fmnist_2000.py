@@ -25,6 +25,7 @@ from common import (
     machine,
     mean_std,
     no_finished_runs,
+    paired,
     run_cli,
 )
 
@@ -73,9 +74,9 @@ def define_flags():
 
 def report(runs: dict, seeds: list[int], start: float) -> dict:
     """The report of the runs finished so far: `runs[(row, precision)]` = their results."""
-    summary = {}
+    summary, base_precision = {}, FLAGS.precisions[0]
     for (row, precision), results in runs.items():
-        summary[f"{row} ({precision})"] = {
+        entry = summary[f"{row} ({precision})"] = {
             "row": row,
             "precision": precision,
             "seeds": [r["flags"]["seed"] for r in results],
@@ -86,6 +87,9 @@ def report(runs: dict, seeds: list[int], start: float) -> dict:
             "per_seed_final_test_error": [r["test_error"] for r in results],
             "paper_test_error": PAPER.get(row),
         }
+        if precision != base_precision and (row, base_precision) in runs:
+            base = runs[(row, base_precision)]
+            entry["paired_difference_to_base_precision"] = paired_by_seed(results, base)
     flags_used = next(iter(runs.values()))[0]["flags"]
     return {
         "benchmark": f"Fashion-MNIST 2,000 labels, small CNN: {', '.join(FLAGS.rows)}",
@@ -101,12 +105,13 @@ def report(runs: dict, seeds: list[int], start: float) -> dict:
     }
 
 
-def paired_by_seed(row: dict, base: dict) -> tuple[float, float]:
-    """Mean ± std over the seeds both rows finished of `row`'s final test error minus
-    `base`'s (the same seed draws the same labeled set, so pairing removes its spread)."""
-    base_errors = dict(zip(base["seeds"], base["per_seed_final_test_error"]))
-    row_errors = dict(zip(row["seeds"], row["per_seed_final_test_error"]))
-    return mean_std([row_errors[s] - base_errors[s] for s in row_errors if s in base_errors])
+def paired_by_seed(results: list[dict], baseline: list[dict]) -> tuple[float, float]:
+    """Mean ± std of the final test error minus the baseline run's of the same seed, over the
+    seeds both finished (the same seed draws the same labeled set, so pairing removes its
+    spread)."""
+    by_seed = {r["flags"]["seed"]: r for r in baseline}
+    common = [r for r in results if r["flags"]["seed"] in by_seed]
+    return paired(common, [by_seed[r["flags"]["seed"]] for r in common], "test_error")
 
 
 def markdown(report: dict) -> str:
@@ -142,7 +147,7 @@ def markdown(report: dict) -> str:
                 other = summary.get(f"{row} ({precision})")
                 if base and other:
                     difference = other["final_test_error"][0] - base["final_test_error"][0]
-                    mean, std = paired_by_seed(other, base)
+                    mean, std = other["paired_difference_to_base_precision"]
                     lines.append(
                         f"- {row}, {precision}: {difference:+.2f} points (seeds "
                         f"{', '.join(map(str, other['seeds']))} against "

@@ -132,8 +132,11 @@ def test_budget_ablation_pairs_each_form_with_supervised():
 
 
 def test_precision_rows_are_paired_by_seed_and_skip_unmatched_seeds():
-    float32 = {"seeds": [1, 2, 3], "per_seed_final_test_error": [15.0, 14.0, 16.0]}
-    bfloat16 = {"seeds": [1, 3, 4], "per_seed_final_test_error": [15.5, 15.0, 9.0]}
+    def runs(errors):
+        return [{"flags": {"seed": s}, "test_error": e} for s, e in errors.items()]
+
+    float32 = runs({1: 15.0, 2: 14.0, 3: 16.0})
+    bfloat16 = runs({1: 15.5, 3: 15.0, 4: 9.0})
     # Seeds 1 and 3: +0.5 and -1.0 -> mean -0.25, sample std 1.5 / sqrt(2).
     assert fmnist_2000.paired_by_seed(bfloat16, float32) == pytest.approx((-0.25, 1.5 / np.sqrt(2)))
 
