@@ -12,12 +12,15 @@ the test split), the row's flags and a budget (learning rate ×0.2 after two thi
 `common.table5_run`. Runs whose `results.json` exists are reused (resumable across sessions;
 Table 5 reuses them too), and the report is rewritten after every finished run:
 `benchmarks/results/budget_ablation.{json,md,png}` with, per budget and row, the final test
-and validation errors and their paired differences to the supervised run of the same seed.
+and validation errors and their paired differences to the supervised run of the same seed,
+and Table 5's budget and number of views chosen on the validation differences alone
+(`choose_on_validation`), which `benchmarks/table5.py` runs at by default.
 """
 
 import os
 import time
 
+import numpy as np
 from absl import app, flags
 from common import (
     RESULTS_DIR,
@@ -87,6 +90,57 @@ def summarize(runs: dict) -> dict:
     return report
 
 
+# The NS³L rows whose validation differences choose Table 5's budget and number of views.
+CHOICE_ROWS = ("threshold_003", "oracle3")
+CHOICE_RULE = (
+    "the budget and number of views whose Threshold T = 0.03 and Oracle - 3 rows have the "
+    "lowest mean paired validation difference to supervised (ties: fewer steps, then fewer "
+    "views); final once every budget has every form at every seed"
+)
+
+
+def choose_on_validation(budgets: dict, expected_budgets: list[int], num_seeds: int) -> dict | None:
+    """Table 5's budget and views, chosen on the validation split only (`CHOICE_RULE`).
+
+    Args:
+      budgets: `summarize(...)`'s report, by budget (a string) and form.
+      expected_budgets: the budgets the ablation runs; the choice is final only when each has
+        both rows of `CHOICE_ROWS` with one view and with two, paired over `num_seeds` seeds.
+      num_seeds: seeds per form.
+
+    Returns:
+      `{"steps", "views", "final", "rule", "scores": [{"steps", "views",
+      "val_minus_supervised", "seeds"}]}`, or None while no budget has both rows in one form.
+    """
+    scores = []
+    for budget, forms in sorted(budgets.items(), key=lambda item: int(item[0])):
+        for views in (1, 2):
+            entries = [forms.get(f"{row}_views{views}", {}) for row in CHOICE_ROWS]
+            if all("val_minus_supervised" in entry for entry in entries):
+                scores.append(
+                    {
+                        "steps": int(budget),
+                        "views": views,
+                        "val_minus_supervised": float(
+                            np.mean([entry["val_minus_supervised"][0] for entry in entries])
+                        ),
+                        "seeds": min(len(entry["paired_seeds"]) for entry in entries),
+                    }
+                )
+    if not scores:
+        return None
+    best = min(scores, key=lambda s: (round(s["val_minus_supervised"], 6), s["steps"], s["views"]))
+    complete = {(s["steps"], s["views"]) for s in scores if s["seeds"] >= num_seeds}
+    final = all((budget, views) in complete for budget in expected_budgets for views in (1, 2))
+    return {
+        "steps": best["steps"],
+        "views": best["views"],
+        "final": final,
+        "rule": CHOICE_RULE,
+        "scores": scores,
+    }
+
+
 def markdown(report: dict) -> str:
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     signed = lambda ms: f"{ms[0]:+.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
@@ -118,6 +172,29 @@ def markdown(report: dict) -> str:
                 f"{fmt(entry.get('ns3l_negatives'))} | {fmt(entry.get('ns3l_negative_error'))} | "
                 f"{entry['seconds_per_run'][0]:.0f} |"
             )
+    choice = report.get("choice")
+    if choice:
+        status = "final" if choice["final"] else "provisional: the ablation is not complete"
+        lines += [
+            "",
+            "## Table 5's budget and views, chosen on validation",
+            "",
+            f"Rule: {choice['rule']}. Chosen ({status}): **{choice['steps']:,} steps, "
+            f"{choice['views']} view{'s' * (choice['views'] > 1)}**; "
+            + (
+                "`benchmarks/table5.py` runs there by default."
+                if choice["final"]
+                else "`benchmarks/table5.py` takes it as its default once it is final."
+            ),
+            "",
+            "| steps | views | mean val − supervised (Threshold, Oracle - 3) | seeds |",
+            "|---|---|---|---|",
+            *(
+                f"| {s['steps']:,} | {s['views']} | {s['val_minus_supervised']:+.2f} | "
+                f"{s['seeds']} |"
+                for s in choice["scores"]
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -240,6 +317,7 @@ def main(argv):
                     "wall_seconds_this_invocation": round(time.time() - start),
                     "budgets": summarize(runs),
                 }
+                report["choice"] = choose_on_validation(report["budgets"], budgets, len(seeds))
                 write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
     if report is None:
         raise no_finished_runs(FLAGS.runs_dir)

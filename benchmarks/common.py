@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+from typing import NoReturn
 
 import numpy as np
 
@@ -43,6 +44,12 @@ def define_report_only_flag(flags) -> None:
 def no_finished_runs(runs_dir: str) -> SystemExit:
     """The one-line failure (exit code 1) of a report with nothing to report."""
     return SystemExit(f"error: no finished run under --runs_dir={runs_dir}; nothing to report")
+
+
+def usage_error(message: str) -> NoReturn:
+    """Ends a benchmark with `error: <message>` on one stderr line and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -8,7 +8,9 @@ Every run is `python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg <row flag
 2,000 labeled, 5,000 validation and 53,000 unlabeled images (the paper used all 58,000 as
 unlabeled; the validation images are what the budget and the form were chosen on, in
 `budget_ablation.py`, whose runs this table reuses), NS³L's μ from `--views` passes and a
-budget of `--steps` steps (learning rate ×0.2 after two thirds of it). The figure is the test
+budget of `--steps` steps (learning rate ×0.2 after two thirds of it). Without `--steps` and
+`--views`, both come from the ablation's final choice on validation (`--ablation`, the
+`choice` of `budget_ablation.json`); an unfinished ablation is a usage error. The figure is the test
 error after the last step. Runs whose `results.json` exists are reused, so an interrupted
 benchmark resumes; seeds run in order, every row within a seed, so a partial table has every
 row. Writes `benchmarks/results/table5.{json,md,png}`: mean ± std beside the paper's number,
@@ -17,6 +19,7 @@ image and the negative error rate (the share of unlabeled images whose negatives
 true class) over the last evaluation interval.
 """
 
+import json
 import os
 import time
 
@@ -30,6 +33,7 @@ from common import (
     no_finished_runs,
     paired,
     table5_run,
+    usage_error,
 )
 
 from ns3l_tf import io_utils
@@ -177,6 +181,33 @@ def build_report(runs: dict, steps: int, views: int, precision: str, seconds: fl
     }
 
 
+def budget_and_views(steps: int | None, views: int | None, ablation_path: str) -> tuple[int, int]:
+    """`--steps` and `--views`, each defaulting to the budget ablation's final choice on the
+    validation split (`budget_ablation.choose_on_validation`).
+
+    Raises:
+      ValueError: a default is needed and `ablation_path` has no final choice.
+    """
+    if steps is not None and views is not None:
+        return steps, views
+    try:
+        with open(ablation_path) as f:
+            choice = json.load(f).get("choice")
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"--ablation={ablation_path}: cannot read it ({error}); pass --steps and --views"
+        ) from None
+    if not choice or not choice["final"]:
+        raise ValueError(
+            f"--ablation={ablation_path} has no final choice of budget and views yet (finish "
+            "benchmarks/budget_ablation.py); pass --steps and --views"
+        )
+    return (
+        choice["steps"] if steps is None else steps,
+        choice["views"] if views is None else views,
+    )
+
+
 def define_flags():
     """The command line's flags (defined only when run as a script, so tests can import it)."""
     flags.DEFINE_list("rows", list(ROWS), f"Rows to run, of: {', '.join(ROWS)}.")
@@ -185,8 +216,15 @@ def define_flags():
         "few_seed_rows", FEW_SEED_ROWS, "Rows that run only the first --few_seeds seeds."
     )
     flags.DEFINE_integer("few_seeds", 3, "Seeds of the --few_seed_rows.")
-    flags.DEFINE_integer("steps", 12000, "Training steps of 64 labeled + 64 unlabeled.")
-    flags.DEFINE_integer("views", 2, "NS3L's --ns3l_views.")
+    flags.DEFINE_integer(
+        "steps", None, "Training steps of 64 labeled + 64 unlabeled (default: --ablation's choice)."
+    )
+    flags.DEFINE_integer("views", None, "NS3L's --ns3l_views (default: --ablation's choice).")
+    flags.DEFINE_string(
+        "ablation",
+        os.path.join(RESULTS_DIR, "budget_ablation.json"),
+        "The budget ablation whose choice on validation gives the default --steps and --views.",
+    )
     flags.DEFINE_string("precision", "mixed_bfloat16", "--precision of every run.")
     flags.DEFINE_string(
         "runs_dir", os.path.join(RESULTS_DIR, "runs", "table5"), "Where each run writes."
@@ -201,7 +239,11 @@ def main(argv):
     del argv
     unknown = [row for row in FLAGS.rows if row not in ROWS]
     if unknown:
-        raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(ROWS)}")
+        usage_error(f"--rows: unknown {unknown}; allowed: {', '.join(ROWS)}")
+    try:
+        steps, views = budget_and_views(FLAGS.steps, FLAGS.views, FLAGS.ablation)
+    except ValueError as error:
+        usage_error(str(error))
     seeds = [int(s) for s in FLAGS.seeds]
     start, runs, report = time.time(), {}, None
     for index, seed in enumerate(seeds):  # seed-major: a partial table has every row
@@ -210,8 +252,8 @@ def main(argv):
                 continue
             result = table5_run(
                 row,
-                FLAGS.views,
-                FLAGS.steps,
+                views,
+                steps,
                 seed,
                 FLAGS.precision,
                 FLAGS.runs_dir,
@@ -221,9 +263,7 @@ def main(argv):
             if result is None:
                 continue
             runs.setdefault(row, {})[seed] = result
-            report = build_report(
-                runs, FLAGS.steps, FLAGS.views, FLAGS.precision, time.time() - start
-            )
+            report = build_report(runs, steps, views, FLAGS.precision, time.time() - start)
             write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
     if report is None:
         raise no_finished_runs(FLAGS.runs_dir)

@@ -131,6 +131,91 @@ def test_budget_ablation_pairs_each_form_with_supervised():
     assert forms["supervised"]["test_error"] == pytest.approx((17.5, np.sqrt(0.5)))
 
 
+def _ablation_with_validation_errors(val_errors):
+    """`summarize` of runs with the given final validation errors, `{(budget, row, views):
+    {seed: val_error}}`; every test error is 15.0 (the choice must not read it)."""
+    runs = {
+        key: {seed: _fake_results(15.0, val, 3.0, 0.0) for seed, val in by_seed.items()}
+        for key, by_seed in val_errors.items()
+    }
+    return budget_ablation.summarize(runs)
+
+
+def test_the_ablation_chooses_table5s_budget_and_views_on_validation_only():
+    sup = {(b, "supervised", 1): {1: 16.0, 2: 17.0} for b in (1560, 12000)}
+    budgets = _ablation_with_validation_errors(
+        {
+            **sup,
+            # 1,560 steps, one view: Threshold +0.5, Oracle -1.0 -> mean -0.25.
+            (1560, "threshold_003", 1): {1: 16.5, 2: 17.5},
+            (1560, "oracle3", 1): {1: 15.0, 2: 16.0},
+            # two views: Threshold -0.5, Oracle -1.5 -> mean -1.0.
+            (1560, "threshold_003", 2): {1: 15.5, 2: 16.5},
+            (1560, "oracle3", 2): {1: 14.5, 2: 15.5},
+            # 12,000 steps, one view: (-1.0 + -2.0) / 2 = -1.5, the lowest, on seed 1 only.
+            (12000, "threshold_003", 1): {1: 15.0},
+            (12000, "oracle3", 1): {1: 14.0, 2: 15.0},
+            (12000, "threshold_003", 2): {1: 16.0, 2: 17.0},  # no Oracle row: not scored
+        }
+    )
+    choice = budget_ablation.choose_on_validation(budgets, [1560, 12000], num_seeds=2)
+    assert [(s["steps"], s["views"], s["seeds"]) for s in choice["scores"]] == [
+        (1560, 1, 2),
+        (1560, 2, 2),
+        (12000, 1, 1),
+    ]
+    assert [s["val_minus_supervised"] for s in choice["scores"]] == pytest.approx(
+        [-0.25, -1.0, -1.5]
+    )
+    assert (choice["steps"], choice["views"], choice["final"]) == (12000, 1, False)
+    assert budget_ablation.choose_on_validation(budgets, [1560], num_seeds=2)["final"]
+    assert budget_ablation.choose_on_validation({"1560": {}}, [1560], 2) is None
+
+    tie = _ablation_with_validation_errors(
+        {(b, row, v): {1: 16.0} for b in (1560, 5000) for row, v in budget_ablation.FORMS}
+    )
+    assert budget_ablation.choose_on_validation(tie, [1560, 5000], 1)["steps"] == 1560
+    assert budget_ablation.choose_on_validation(tie, [1560, 5000], 1)["views"] == 1
+    markdown = budget_ablation.markdown(
+        {
+            "precision": "float32",
+            "machine": "m",
+            "num_runs": 1,
+            "training_seconds_all_runs": 1,
+            "budgets": budgets,
+            "choice": choice,
+        }
+    )
+    assert "Chosen (provisional: the ablation is not complete): **12,000 steps, 1 view**" in (
+        markdown
+    )
+    assert "| 1,560 | 2 | -1.00 | 2 |" in markdown.splitlines()
+
+
+def test_table5_takes_its_budget_and_views_from_a_final_ablation_choice(tmp_path):
+    ablation = tmp_path / "budget_ablation.json"
+    choice = {"steps": 12000, "views": 2, "final": True}
+    ablation.write_text(json.dumps({"choice": choice}))
+    assert table5.budget_and_views(None, None, str(ablation)) == (12000, 2)
+    assert table5.budget_and_views(5000, None, str(ablation)) == (5000, 2)
+    assert table5.budget_and_views(5000, 1, str(tmp_path / "absent.json")) == (5000, 1)
+
+    ablation.write_text(json.dumps({"choice": {**choice, "final": False}}))
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "table5.py")]
+        + [f"--ablation={ablation}", f"--runs_dir={tmp_path / 'runs'}", "--report_only"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --ablation={ablation} has no final choice of budget and views yet (finish "
+        "benchmarks/budget_ablation.py); pass --steps and --views"
+    ]
+    with pytest.raises(ValueError, match="absent.json: cannot read it"):
+        table5.budget_and_views(None, 2, str(tmp_path / "absent.json"))
+
+
 def test_precision_rows_are_paired_by_seed_and_skip_unmatched_seeds():
     def runs(errors):
         return [{"flags": {"seed": s}, "test_error": e} for s, e in errors.items()]
@@ -186,7 +271,8 @@ def test_report_only_reports_the_finished_runs_and_starts_none(tmp_path):
 
     empty = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "table5.py"), "--report_only"]
-        + [f"--runs_dir={tmp_path / 'none'}", f"--results_dir={tmp_path}"],
+        + [f"--runs_dir={tmp_path / 'none'}", f"--results_dir={tmp_path}"]
+        + ["--steps=1560", "--views=2"],
         capture_output=True,
         text=True,
     )
