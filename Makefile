@@ -31,8 +31,12 @@ data:
 demo: install data
 	$(BIN)/python -m ns3l_tf.train --flagfile=flags/fmnist_quick.cfg
 
+# Tests run in TEST_WORKERS processes (pytest-xdist): TensorFlow's tracing and the tests'
+# subprocess start-ups are single-threaded, so two processes keep 2 cores busy.
+TEST_WORKERS ?= 2
+
 test: install data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -46,6 +46,7 @@ setuptools.setup(
         # CI executes the notebooks, and the benchmarks draw their charts.
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "ruff>=0.6",
             "matplotlib>=3.8",
             "nbclient>=0.10",
