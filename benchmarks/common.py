@@ -41,9 +41,9 @@ def define_report_only_flag(flags) -> None:
     )
 
 
-def no_finished_runs(runs_dir: str) -> SystemExit:
-    """The one-line failure (exit code 1) of a report with nothing to report."""
-    return SystemExit(f"error: no finished run under --runs_dir={runs_dir}; nothing to report")
+def no_finished_runs(runs_dir: str, flag: str = "runs_dir") -> SystemExit:
+    """The one-line failure (exit code 1) of a report with nothing to report under `--<flag>`."""
+    return SystemExit(f"error: no finished run under --{flag}={runs_dir}; nothing to report")
 
 
 def usage_error(message: str) -> NoReturn:

@@ -14,6 +14,7 @@ from ns3l_tf.config import config_from_flags
 from .conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import augment_placement  # noqa: E402
 import budget_ablation  # noqa: E402
 import common  # noqa: E402
 import fmnist_2000  # noqa: E402
@@ -190,6 +191,78 @@ def test_the_ablation_chooses_table5s_budget_and_views_on_validation_only():
         markdown
     )
     assert "| 1,560 | 2 | -1.00 | 2 |" in markdown.splitlines()
+
+
+def _placement_runs():
+    """Validation errors (test = validation + 1) by placement, row and seed at 1,560 steps."""
+    val_errors = {
+        "model": {
+            "supervised": {1: 16.0, 2: 17.0, 3: 18.0},
+            "threshold_003": {1: 15.5, 2: 16.0, 3: 9.0},
+        },
+        "pipeline": {"supervised": {1: 16.2, 2: 17.4}, "threshold_003": {1: 16.2, 2: 17.0}},
+    }
+    return {
+        placement: {
+            (1560, row, 1): {
+                seed: _fake_results(val + 1.0, val, *(() if row == "supervised" else (8.0, 2.0)))
+                for seed, val in by_seed.items()
+            }
+            for row, by_seed in rows.items()
+        }
+        for placement, rows in val_errors.items()
+    }
+
+
+def test_augment_placement_pairs_each_placement_then_the_placements_by_seed():
+    report = augment_placement.compare(_placement_runs())
+    model = report["placements"]["model"]["1560"]["threshold_003_views1"]
+    assert model["val_minus_supervised"] == pytest.approx(
+        (-3.5, np.std([-0.5, -1.0, -9.0], ddof=1))
+    )
+    # In-network -0.5, -1.0 and pipeline 0.0, -0.4 on seeds 1 and 2 (seed 3 has no pipeline
+    # runs): changes -0.5 and -0.6.
+    change = report["change"]["1560"]["threshold_003_views1"]
+    assert change["seeds"] == [1, 2]
+    assert change["val"] == pytest.approx((-0.55, np.sqrt(0.005)))
+    assert change["test"] == pytest.approx(change["val"])
+    markdown = augment_placement.markdown({"precision": "float32", "machine": "m", **report})
+    lines = markdown.splitlines()
+    assert (
+        "| Threshold T = 0.03, 1 view | in the input pipeline, once per batch | 2 | 17.60 ± 0.57 | "
+        "16.60 ± 0.57 | -0.20 ± 0.28 | -0.20 ± 0.28 | 2.00 ± 0.00 |"
+    ) in lines
+    assert "| Threshold T = 0.03, 1 view | 2 | -0.55 ± 0.07 | -0.55 ± 0.07 |" in lines
+
+
+def test_augment_placement_reports_finished_runs_only(tmp_path):
+    command = [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "augment_placement.py")]
+    command += [f"--runs_root={tmp_path / 'runs'}", f"--results_dir={tmp_path}", "--report_only"]
+    command += ["--budgets=1560", "--seeds=1,2"]
+    empty = subprocess.run(command, capture_output=True, text=True)
+    assert empty.returncode == 1
+    assert empty.stderr.strip().splitlines()[-1] == (
+        f"error: no finished run under --runs_root={tmp_path / 'runs'}; nothing to report"
+    )
+    directories = {"model": "table5", "pipeline": "augment_pipeline"}
+    for placement, by_form in _placement_runs().items():
+        for (steps, row, views), by_seed in by_form.items():
+            name = row if row == "supervised" else f"{row}_views{views}"
+            for seed, results in by_seed.items():
+                run = tmp_path / "runs" / directories[placement] / f"{name}_{steps}steps_seed{seed}"
+                run.mkdir(parents=True)
+                (run / "results.json").write_text(json.dumps(results))
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads((tmp_path / "augment_placement.json").read_text())
+    assert report["change"]["1560"]["threshold_003_views1"]["val"] == pytest.approx(
+        [-0.55, np.sqrt(0.005)]
+    )
+    assert sorted(os.listdir(tmp_path)) == [
+        "augment_placement.json",
+        "augment_placement.md",
+        "runs",
+    ]
 
 
 def test_table5_takes_its_budget_and_views_from_a_final_ablation_choice(tmp_path):
