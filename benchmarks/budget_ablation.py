@@ -12,8 +12,9 @@ the test split), the row's flags and a budget (learning rate ×0.2 after two thi
 `common.table5_run`. Runs whose `results.json` exists are reused (resumable across sessions;
 Table 5 reuses them too), and the report is rewritten after every finished run:
 `benchmarks/results/budget_ablation.{json,md,png}` with, per budget and row, the final test
-and validation errors and their paired differences to the supervised run of the same seed,
-and Table 5's budget and number of views chosen on the validation differences alone
+and validation errors and their paired differences to the supervised run of the same seed
+(charted against the budget, beside each budget's validation error at every evaluation of its
+runs), and Table 5's budget and number of views chosen on the validation differences alone
 (`choose_on_validation`), which `benchmarks/table5.py` runs at by default.
 """
 
@@ -52,6 +53,16 @@ def form_label(row: str, views: int) -> str:
     return label if row == "supervised" else f"{label}, {views} view{'s' * (views > 1)}"
 
 
+def validation_curve(results: list[dict]) -> dict:
+    """The validation error at each evaluation every run of `results` has: `{"steps": [...],
+    "val_error": [(mean, std) over the runs, in %, one per step]}`."""
+    by_run = [
+        {h["step"]: h["val_error"] for h in r["history"] if "val_error" in h} for r in results
+    ]
+    steps = sorted(set.intersection(*(set(errors) for errors in by_run)))
+    return {"steps": steps, "val_error": [mean_std([e[s] for e in by_run]) for s in steps]}
+
+
 def summarize(runs: dict) -> dict:
     """`runs[(budget, row, views)]` = results by seed → per budget and form: errors (mean ±
     std) and the differences to supervised paired by seed, over the seeds every form has."""
@@ -74,6 +85,7 @@ def summarize(runs: dict) -> dict:
                 "val_error": mean_std([r["final_val_error"] for r in results]),
                 "seconds_per_run": mean_std([r["seconds"] for r in results]),
                 "per_seed_test_error": [r["test_error"] for r in results],
+                "val_curve": validation_curve(results),
             }
             if row != "supervised":
                 entry["ns3l_negatives"] = mean_std([x["ns3l_negatives"] for x in last])
@@ -208,8 +220,9 @@ def form_style(row: str, views: int) -> dict:
 
 
 def figure_of(report: dict):
-    """The chart as a matplotlib figure: test error, and the test and validation differences
-    to supervised, against the budget; one line per form (mean ± std over seeds)."""
+    """The chart as a matplotlib figure. Top row: test error, and the test and validation
+    differences to supervised, against the budget; bottom row, one panel per budget: the
+    validation error at each evaluation of the runs. One line per form (mean ± std over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,7 +230,11 @@ def figure_of(report: dict):
 
     budgets = sorted(report["budgets"], key=int)
     names = {name for forms in report["budgets"].values() for name in forms}
-    figure, panels = plt.subplots(1, 3, figsize=(15, 4.4))
+    columns = max(3, len(budgets))
+    figure, grid = plt.subplots(2, columns, figsize=(5 * columns, 8.8), squeeze=False)
+    panels = grid[0][:3]
+    for unused in [*grid[0][3:], *grid[1][len(budgets) :]]:
+        figure.delaxes(unused)
     columns = ("test_error", "test_minus_supervised", "val_minus_supervised")
     titles = ("test error %", "test error − supervised", "validation error − supervised")
     for index, name in enumerate(sorted(names)):
@@ -245,6 +262,19 @@ def figure_of(report: dict):
         axes.set_xlabel("training steps (64 labeled + 64 unlabeled)")
         axes.set_title(title)
     panels[0].legend(fontsize=8)
+    for axes, budget in zip(grid[1], budgets):
+        for _, entry in sorted(report["budgets"][budget].items()):
+            curve = entry.get("val_curve", {"steps": []})
+            if curve["steps"]:
+                axes.errorbar(
+                    curve["steps"],
+                    [value[0] for value in curve["val_error"]],
+                    [value[1] for value in curve["val_error"]],
+                    label=entry["label"],
+                    **form_style(entry["row"], entry["views"]),
+                )
+        axes.set_xlabel("training step")
+        axes.set_title(f"validation error % during the {int(budget):,}-step runs")
     figure.suptitle("Fashion-MNIST, 2,000 labels: NS³L against the budget (choose on validation)")
     figure.tight_layout()
     return figure

@@ -78,7 +78,7 @@ def test_budgets_decay_after_two_thirds_and_evaluate_about_six_times():
 
 
 def _fake_results(test_error, val_error=20.0, negatives=None, negative_error=None):
-    record = {"step": 1200, "test_error": test_error}
+    record = {"step": 1200, "test_error": test_error, "val_error": val_error}
     if negatives is not None:
         record.update(ns3l_negatives=negatives, ns3l_negative_error=negative_error)
     return {
@@ -130,6 +130,23 @@ def test_budget_ablation_pairs_each_form_with_supervised():
     assert forms["oracle3_views2"]["test_minus_supervised"] == pytest.approx((-2.0, 0.0))
     assert forms["oracle3_views2"]["val_minus_supervised"] == pytest.approx((-1.5, 0.0))
     assert forms["supervised"]["test_error"] == pytest.approx((17.5, np.sqrt(0.5)))
+
+
+def test_validation_curve_averages_the_evaluations_every_run_has():
+    runs = [
+        {"history": [{"step": 500, "val_error": 20.0}, {"step": 1000, "val_error": 16.0}]},
+        {
+            "history": [
+                {"step": 500, "val_error": 22.0},
+                {"step": 1000, "val_error": 18.0},
+                {"step": 1500, "val_error": 15.0},
+            ]
+        },
+    ]
+    curve = budget_ablation.validation_curve(runs)
+    assert curve["steps"] == [500, 1000]
+    means, stds = zip(*curve["val_error"], strict=True)
+    assert means == pytest.approx((21.0, 17.0)) and stds == pytest.approx((np.sqrt(2.0),) * 2)
 
 
 def _ablation_with_validation_errors(val_errors):
@@ -316,8 +333,14 @@ def test_budget_ablation_chart_draws_each_form_alike_in_every_panel():
     assert sorted(looks[0]) == sorted(
         budget_ablation.form_label(r, v) for r, v in budget_ablation.FORMS
     )
-    for panel in looks[1:]:  # the paired panels: every form but supervised, drawn alike
+    assert len(looks) == 5  # three panels against the budget, one curve panel per budget
+    for panel in looks[1:3]:  # the paired panels: every form but supervised, drawn alike
         assert panel == {k: v for k, v in looks[0].items() if k != "Supervised"}
+    for panel in looks[3:]:  # the validation curves: every form, drawn alike
+        assert panel == looks[0]
+    oracle = [c for c in figure.axes[4].containers if c.get_label() == "Oracle - 3, 2 views"][0]
+    assert list(oracle.lines[0].get_xdata()) == [1200]
+    assert list(oracle.lines[0].get_ydata()) == [16.0 - budget_ablation.FORMS.index(("oracle3", 2))]
     assert looks[0]["Oracle - 3, 1 view"][0] == looks[0]["Oracle - 3, 2 views"][0]
     assert looks[0]["Oracle - 3, 1 view"][1] == "--" and looks[0]["Oracle - 3, 2 views"][1] == "-"
     assert looks[0]["Oracle - 3, 2 views"][0] != looks[0]["Threshold T = 0.03, 2 views"][0]
