@@ -24,6 +24,7 @@ from common import (
     define_report_only_flag,
     machine,
     mean_std,
+    mean_std_text,
     no_finished_runs,
     table5_run,
 )
@@ -83,8 +84,6 @@ def compare(runs: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
-    fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
-    signed = lambda ms: f"{ms[0]:+.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     placements = report["placements"]
     lines = [
         "# NS³L on Fashion-MNIST: augmentation inside the network or in the pipeline",
@@ -115,10 +114,10 @@ def markdown(report: dict) -> str:
                     continue
                 lines.append(
                     f"| {entry['label']} | {label} | {len(entry['seeds'])} | "
-                    f"{fmt(entry['test_error'])} | {fmt(entry['val_error'])} | "
-                    f"{signed(entry.get('test_minus_supervised'))} | "
-                    f"{signed(entry.get('val_minus_supervised'))} | "
-                    f"{fmt(entry.get('ns3l_negative_error'))} |"
+                    f"{mean_std_text(entry['test_error'])} | {mean_std_text(entry['val_error'])} | "
+                    f"{mean_std_text(entry.get('test_minus_supervised'), signed=True)} | "
+                    f"{mean_std_text(entry.get('val_minus_supervised'), signed=True)} | "
+                    f"{mean_std_text(entry.get('ns3l_negative_error'))} |"
                 )
         change = report["change"].get(budget, {})
         if change:
@@ -130,8 +129,9 @@ def markdown(report: dict) -> str:
             for form, entry in change.items():
                 label = placements["model"][budget][form]["label"]
                 lines.append(
-                    f"| {label} | {len(entry['seeds'])} | {signed(entry['test'])} | "
-                    f"{signed(entry['val'])} |"
+                    f"| {label} | {len(entry['seeds'])} | "
+                    f"{mean_std_text(entry['test'], signed=True)} | "
+                    f"{mean_std_text(entry['val'], signed=True)} |"
                 )
     return "\n".join(lines) + "\n"
 

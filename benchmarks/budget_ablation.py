@@ -29,6 +29,7 @@ from common import (
     define_report_only_flag,
     machine,
     mean_std,
+    mean_std_text,
     no_finished_runs,
     paired,
     table5_run,
@@ -154,8 +155,6 @@ def choose_on_validation(budgets: dict, expected_budgets: list[int], num_seeds: 
 
 
 def markdown(report: dict) -> str:
-    fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
-    signed = lambda ms: f"{ms[0]:+.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     lines = [
         "# NS³L on Fashion-MNIST: which budget, one view or two",
         "",
@@ -178,10 +177,12 @@ def markdown(report: dict) -> str:
         ]
         for entry in forms.values():
             lines.append(
-                f"| {entry['label']} | {len(entry['seeds'])} | {fmt(entry['test_error'])} | "
-                f"{fmt(entry['val_error'])} | {signed(entry.get('test_minus_supervised'))} | "
-                f"{signed(entry.get('val_minus_supervised'))} | "
-                f"{fmt(entry.get('ns3l_negatives'))} | {fmt(entry.get('ns3l_negative_error'))} | "
+                f"| {entry['label']} | {len(entry['seeds'])} | "
+                f"{mean_std_text(entry['test_error'])} | {mean_std_text(entry['val_error'])} | "
+                f"{mean_std_text(entry.get('test_minus_supervised'), signed=True)} | "
+                f"{mean_std_text(entry.get('val_minus_supervised'), signed=True)} | "
+                f"{mean_std_text(entry.get('ns3l_negatives'))} | "
+                f"{mean_std_text(entry.get('ns3l_negative_error'))} | "
                 f"{entry['seconds_per_run'][0]:.0f} |"
             )
     choice = report.get("choice")

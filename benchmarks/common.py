@@ -58,6 +58,14 @@ def mean_std(values) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def mean_std_text(mean_and_std, signed: bool = False) -> str:
+    """`mean ± std` with two decimals (a sign on the mean when `signed`); `–` for None."""
+    if not mean_and_std:
+        return "–"
+    mean, std = mean_and_std
+    return f"{mean:+.2f} ± {std:.2f}" if signed else f"{mean:.2f} ± {std:.2f}"
+
+
 def machine() -> str:
     """E.g. `x86_64, 2 cores`."""
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"

@@ -24,6 +24,7 @@ from common import (
     define_report_only_flag,
     machine,
     mean_std,
+    mean_std_text,
     no_finished_runs,
     paired,
     run_cli,
@@ -131,12 +132,11 @@ def markdown(report: dict) -> str:
         "final val error | paper | s/run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     for s in summary.values():
         lines.append(
             f"| {s['row']} | {s['precision']} | {', '.join(map(str, s['seeds']))} | "
-            f"{fmt(s['final_test_error'])} | {fmt(s['best_val_test_error'])} | "
-            f"{fmt(s['final_val_error'])} | {fmt(s['paper_test_error'])} | "
+            f"{mean_std_text(s['final_test_error'])} | {mean_std_text(s['best_val_test_error'])} | "
+            f"{mean_std_text(s['final_val_error'])} | {mean_std_text(s['paper_test_error'])} | "
             f"{s['seconds_per_run'][0]:.0f} |"
         )
     if len(FLAGS.precisions) > 1:

@@ -30,6 +30,7 @@ from common import (
     define_report_only_flag,
     machine,
     mean_std,
+    mean_std_text,
     no_finished_runs,
     paired,
     table5_run,
@@ -79,7 +80,6 @@ def summarize(results: dict, supervised: dict | None = None) -> dict:
 
 def markdown(report: dict) -> str:
     """Table 5 as markdown: ours beside the paper's, row by row."""
-    fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}" if ms else "–"  # noqa: E731
     views = report["views"]
     lines = [
         "# Table 5 on Fashion-MNIST: how NS³L chooses negatives",
@@ -105,12 +105,12 @@ def markdown(report: dict) -> str:
         seconds = f"{s['seconds_per_run'][0]:.0f}"
         if s["preprocessing_seconds"][0] > 0.05:
             seconds += f" (+{s['preprocessing_seconds'][0]:.1f} preprocessing)"
-        difference = s.get("paired_difference_to_supervised")
-        difference = f"{difference[0]:+.2f} ± {difference[1]:.2f}" if difference else "–"
+        difference = mean_std_text(s.get("paired_difference_to_supervised"), signed=True)
         lines.append(
-            f"| {s['label']} | {len(s['seeds'])} | {fmt(s['test_error'])} | {fmt(s['paper'])} | "
-            f"{difference} | {fmt(s.get('ns3l_negatives'))} | "
-            f"{fmt(s.get('ns3l_negative_error'))} | {seconds} |"
+            f"| {s['label']} | {len(s['seeds'])} | {mean_std_text(s['test_error'])} | "
+            f"{mean_std_text(s['paper'])} | "
+            f"{difference} | {mean_std_text(s.get('ns3l_negatives'))} | "
+            f"{mean_std_text(s.get('ns3l_negative_error'))} | {seconds} |"
         )
     return "\n".join(lines) + "\n"
 
