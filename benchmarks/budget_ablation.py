@@ -231,8 +231,8 @@ def figure_of(report: dict):
 
     budgets = sorted(report["budgets"], key=int)
     names = {name for forms in report["budgets"].values() for name in forms}
-    columns = max(3, len(budgets))
-    figure, grid = plt.subplots(2, columns, figsize=(5 * columns, 8.8), squeeze=False)
+    width = max(3, len(budgets))  # panels per row
+    figure, grid = plt.subplots(2, width, figsize=(5 * width, 8.8), squeeze=False)
     panels = grid[0][:3]
     for unused in [*grid[0][3:], *grid[1][len(budgets) :]]:
         figure.delaxes(unused)
