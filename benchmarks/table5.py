@@ -45,6 +45,37 @@ ROWS = TABLE5_ROWS
 FEW_SEED_ROWS = ["uniform1", "uniform3", "nn_exclude", "nn_exclude4", "nn_furthest"]
 
 
+def plan_seeds(
+    rows: list[str], seeds: list[int], few_seed_rows: list[str], few_seeds: int
+) -> dict[str, list[int]]:
+    """The seeds each row is to run: every one of `seeds`, but only the first `few_seeds` of
+    them for the `few_seed_rows` (what 2 CPU cores can train across a few sessions)."""
+    return {row: seeds[:few_seeds] if row in few_seed_rows else list(seeds) for row in rows}
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """`[1, 2, 3]` as "1–3", `[2, 5]` as "2, 5"."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def planned_seeds_text(report: dict) -> str:
+    """Which seeds each row is to run, grouped by their seeds, as one sentence ("" if the
+    report has no plan)."""
+    groups = {}
+    for summary in report["rows"].values():
+        if "planned_seeds" in summary:
+            key = tuple(summary["planned_seeds"])
+            groups.setdefault(key, []).append(summary["label"])
+    if not groups:
+        return ""
+    parts = [
+        f"{seeds_text(list(seeds))} for {', '.join(labels)}" for seeds, labels in groups.items()
+    ]
+    return f"Seeds planned (`--seeds`, `--few_seed_rows`, `--few_seeds`): {'; '.join(parts)}. "
+
+
 def summarize(results: dict, supervised: dict | None = None) -> dict:
     """Mean ± std over seeds of a row's test and validation errors, negatives per image,
     negative error rate (the last evaluation interval's training averages) and times; given
@@ -89,6 +120,7 @@ def markdown(report: dict) -> str:
         f"step {report['lr_decay_step']:,}), NS³L's μ from {views} pass{'es' * (views > 1)}, "
         f"{report['precision']}; test error in % after the last step, mean ± std over the "
         f"seeds in the *seeds* column. The paper trained for 50 epochs, with 5 seeds. "
+        f"{planned_seeds_text(report)}"
         f"{report['machine']}; all {report['num_runs']} runs took "
         f"{report['training_seconds_all_runs'] / 3600:.1f} h of training.",
         "",
@@ -102,12 +134,15 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in report["rows"].values():
+        seeds = f"{len(s['seeds'])}"
+        if "planned_seeds" in s:
+            seeds += f" of {len(s['planned_seeds'])}"
         seconds = f"{s['seconds_per_run'][0]:.0f}"
         if s["preprocessing_seconds"][0] > 0.05:
             seconds += f" (+{s['preprocessing_seconds'][0]:.1f} preprocessing)"
         difference = mean_std_text(s.get("paired_difference_to_supervised"), signed=True)
         lines.append(
-            f"| {s['label']} | {len(s['seeds'])} | {mean_std_text(s['test_error'])} | "
+            f"| {s['label']} | {seeds} | {mean_std_text(s['test_error'])} | "
             f"{mean_std_text(s['paper'])} | "
             f"{difference} | {mean_std_text(s.get('ns3l_negatives'))} | "
             f"{mean_std_text(s.get('ns3l_negative_error'))} | {seconds} |"
@@ -155,8 +190,16 @@ def write_report(report: dict, stem: str) -> None:
     io_utils.atomic_write(f"{stem}.png", lambda path: bar_chart(report, path), suffix=".png")
 
 
-def build_report(runs: dict, steps: int, views: int, precision: str, seconds: float) -> dict:
-    """The report of `runs` (`{row: {seed: results.json}}`)."""
+def build_report(
+    runs: dict,
+    steps: int,
+    views: int,
+    precision: str,
+    seconds: float,
+    planned: dict[str, list[int]] | None = None,
+) -> dict:
+    """The report of `runs` (`{row: {seed: results.json}}`), each row with its seeds from
+    `planned` (`plan_seeds`) where given."""
     first = next(r for by_seed in runs.values() for r in by_seed.values())
     return {
         "benchmark": "Table 5 on Fashion-MNIST, 2,000 labels, small CNN",
@@ -175,6 +218,7 @@ def build_report(runs: dict, steps: int, views: int, precision: str, seconds: fl
                 "label": ROWS[row][0],
                 "paper": ROWS[row][1],
                 **summarize(by_seed, None if row == "supervised" else runs.get("supervised")),
+                **({"planned_seeds": planned[row]} if planned and row in planned else {}),
             }
             for row, by_seed in runs.items()
         },
@@ -245,10 +289,11 @@ def main(argv):
     except ValueError as error:
         usage_error(str(error))
     seeds = [int(s) for s in FLAGS.seeds]
+    planned = plan_seeds(FLAGS.rows, seeds, FLAGS.few_seed_rows, FLAGS.few_seeds)
     start, runs, report = time.time(), {}, None
-    for index, seed in enumerate(seeds):  # seed-major: a partial table has every row
+    for seed in seeds:  # seed-major: a partial table has every row
         for row in FLAGS.rows:
-            if row in FLAGS.few_seed_rows and index >= FLAGS.few_seeds:
+            if seed not in planned[row]:
                 continue
             result = table5_run(
                 row,
@@ -263,7 +308,8 @@ def main(argv):
             if result is None:
                 continue
             runs.setdefault(row, {})[seed] = result
-            report = build_report(runs, steps, views, FLAGS.precision, time.time() - start)
+            seconds = time.time() - start
+            report = build_report(runs, steps, views, FLAGS.precision, seconds, planned)
             write_report(report, os.path.join(FLAGS.results_dir, FLAGS.name))
     if report is None:
         raise no_finished_runs(FLAGS.runs_dir)

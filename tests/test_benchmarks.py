@@ -120,6 +120,34 @@ def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["table5.json", "table5.md", "table5.png"]
 
 
+def test_table5_plans_fewer_seeds_for_the_few_seed_rows_and_says_so_in_its_header():
+    planned = table5.plan_seeds(
+        ["supervised", "nn_furthest", "oracle3"], [1, 2, 3, 4, 5], ["nn_furthest"], 3
+    )
+    assert planned == {
+        "supervised": [1, 2, 3, 4, 5],
+        "nn_furthest": [1, 2, 3],
+        "oracle3": [1, 2, 3, 4, 5],
+    }
+    assert table5.plan_seeds(["nn_furthest"], [2, 3], ["nn_furthest"], 3) == {"nn_furthest": [2, 3]}
+    assert [table5.seeds_text(s) for s in ([1, 2, 3], [2, 5], [4])] == ["1–3", "2, 5", "4"]
+    runs = {
+        "supervised": {1: _fake_results(17.0), 2: _fake_results(18.0), 3: _fake_results(19.0)},
+        "nn_furthest": {1: _fake_results(16.0, 19.0, 1.0, 5.0)},
+        "oracle3": {1: _fake_results(15.0, 19.0, 3.0, 0.0)},
+    }
+    report = table5.build_report(runs, 1200, 2, "mixed_bfloat16", 60.0, planned)
+    assert report["rows"]["nn_furthest"]["planned_seeds"] == [1, 2, 3]
+    table = table5.markdown(report).splitlines()
+    assert (
+        "Seeds planned (`--seeds`, `--few_seed_rows`, `--few_seeds`): 1–5 for Supervised, "
+        "Oracle - 3; 1–3 for Furthest class with NN - 1. "
+    ) in table[2]
+    assert table[8].startswith("| Supervised | 3 of 5 | 18.00 ± 1.00 |")
+    assert table[9].startswith("| Furthest class with NN - 1 | 1 of 3 | 16.00 ± 0.00 |")
+    assert table[10].startswith("| Oracle - 3 | 1 of 5 | 15.00 ± 0.00 |")
+
+
 def test_budget_ablation_pairs_each_form_with_supervised():
     runs = {
         (1560, "supervised", 1): {1: _fake_results(17.0, 18.0), 2: _fake_results(18.0, 19.0)},
@@ -463,6 +491,7 @@ def test_table5_and_the_ablation_run_and_share_runs(tmp_path):
     table = json.loads((tmp_path / "table5.json").read_text())
     assert set(table["rows"]) == {"supervised", "oracle3", "nn_exclude"}
     assert table["rows"]["nn_exclude"]["ns3l_negatives"][0] == pytest.approx(1.0)
+    assert table["rows"]["nn_exclude"]["planned_seeds"] == [1]
     assert len(os.listdir(tmp_path / "runs")) == 3  # supervised and oracle3 were reused
     assert (tmp_path / "table5.png").exists() and (tmp_path / "budget_ablation.png").exists()
 
