@@ -77,13 +77,16 @@ def test_budgets_decay_after_two_thirds_and_evaluate_about_six_times():
     assert common.budget_flags(4)[2] == "--eval_every=1"
 
 
-def _fake_results(test_error, val_error=20.0, negatives=None, negative_error=None):
+def _fake_results(
+    test_error, val_error=20.0, negatives=None, negative_error=None, best_val_test_error=None
+):
     record = {"step": 1200, "test_error": test_error, "val_error": val_error}
     if negatives is not None:
         record.update(ns3l_negatives=negatives, ns3l_negative_error=negative_error)
     return {
         "test_error": test_error,
         "final_val_error": val_error,
+        "best_val_test_error": test_error if best_val_test_error is None else best_val_test_error,
         "seconds": 100.0,
         "preprocessing_seconds": 2.5 if negatives == 1.0 else 0.0,
         "flags": {"lr_decay_step": 800},
@@ -93,10 +96,14 @@ def _fake_results(test_error, val_error=20.0, negatives=None, negative_error=Non
 
 def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
     runs = {
-        "supervised": {1: _fake_results(17.0), 2: _fake_results(18.0), 3: _fake_results(19.0)},
+        "supervised": {
+            1: _fake_results(17.0, best_val_test_error=16.0),
+            2: _fake_results(18.0),
+            3: _fake_results(19.0),
+        },
         "nn_furthest": {
-            1: _fake_results(16.0, 19.0, 1.0, 5.0),
-            2: _fake_results(16.5, 18.0, 1.0, 4.0),
+            1: _fake_results(16.0, 19.0, 1.0, 5.0, best_val_test_error=17.0),
+            2: _fake_results(16.5, 18.0, 1.0, 4.0, best_val_test_error=17.0),
         },
     }
     report = table5.build_report(runs, 1200, 2, "mixed_bfloat16", 60.0)
@@ -108,12 +115,14 @@ def test_report_gives_mean_and_std_beside_the_paper(tmp_path):
     assert nn["paired_seeds"] == [1, 2]
     assert nn["paired_difference_to_supervised"] == pytest.approx((-1.25, np.sqrt(0.125)))
     assert nn["paired_val_difference_to_supervised"] == pytest.approx((-1.5, np.sqrt(0.5)))
+    # At each run's best validation: 17.0 - 16.0 = +1.0, 17.0 - 18.0 = -1.0.
+    assert nn["paired_best_val_difference_to_supervised"] == pytest.approx((0.0, np.sqrt(2.0)))
     table5.write_report(report, str(tmp_path / "table5"))
     table = (tmp_path / "table5.md").read_text().splitlines()
-    assert "| Supervised | 3 | 18.00 ± 1.00 | 17.25 ± 0.22 | – | – | – | 100 |" in table
+    assert "| Supervised | 3 | 18.00 ± 1.00 | 17.25 ± 0.22 | – | – | – | – | 100 |" in table
     assert (
         "| Furthest class with NN - 1 | 2 | 16.25 ± 0.35 | 16.76 ± 0.15 | -1.25 ± 0.35 | "
-        "1.00 ± 0.00 | 4.50 ± 0.71 | 100 (+2.5 preprocessing) |"
+        "+0.00 ± 1.41 | 1.00 ± 0.00 | 4.50 ± 0.71 | 100 (+2.5 preprocessing) |"
     ) in table
     assert "all 5 runs took 0.1 h of training" in table[2]
     assert (tmp_path / "table5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
