@@ -1,6 +1,6 @@
 """Does it matter where Fashion-MNIST's images are augmented, for NS³L's gain?
 
-    python benchmarks/augment_placement.py --budgets=1560     # trains what is missing
+    python benchmarks/augment_placement.py                    # trains what is missing
     python benchmarks/augment_placement.py --report_only       # the report of the finished runs
 
 Issue 12's second difference: the authors' testbed augments inside the network, redrawn at
@@ -138,7 +138,7 @@ def markdown(report: dict) -> str:
 
 def define_flags():
     """The command line's flags (defined only when run as a script, so tests can import it)."""
-    flags.DEFINE_list("budgets", ["1560"], "Training steps per run.")
+    flags.DEFINE_list("budgets", ["1560", "12000"], "Training steps per run.")
     flags.DEFINE_list("seeds", ["1", "2", "3"], "Labeled-subset seeds.")
     flags.DEFINE_string("precision", "mixed_bfloat16", "--precision of every run.")
     flags.DEFINE_string(
