@@ -79,6 +79,14 @@ def test_protocols(saved_flags, monkeypatch):
     assert (mixmatch.lr_decay_step, mixmatch.methods["mixmatch"].rampup_steps) == (0, 16384)
 
 
+@pytest.mark.parametrize("cell", TABLE1_CELLS)
+def test_table1_supervised_cells_use_olivers_labeled_batch_of_100(cell, saved_flags, monkeypatch):
+    supervised = _config(f"{cell}_supervised", saved_flags, monkeypatch)
+    semi_supervised = _config(f"{cell}_vat", saved_flags, monkeypatch)
+    assert supervised.batch_size == 100
+    assert (semi_supervised.batch_size, semi_supervised.unlabeled_batch_size) == (50, 50)
+
+
 @pytest.mark.parametrize(
     "name, preprocessing, in_model, translate, flips, noise, model",
     [
