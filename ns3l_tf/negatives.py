@@ -19,6 +19,16 @@ dash indicates the number of negative labels per sample selected":
 - `nn_exclude_all`, `nn_exclude4_all`: *every* class outside the 1 / 4 nearest neighbours'
   (9 and ~8.4 negatives on Fashion-MNIST; an earlier reading of the table).
 
+The table's labels ("Exclude 4 nearest *classes*", "*Furthest class* with NN") also read
+class-wise: rank the classes by the distance from the image to their nearest labeled member.
+`nn_exclude4` and `nn_furthest` are the image-wise reading (the classes of the 4 nearest
+labeled *images*, 1 to 4 classes; the class of the single furthest labeled *image*); these two
+are the class-wise one (the first row, "Exclude class of NN", is the same under both):
+
+- `nn_exclude4_classes`: P classes drawn from those other than the 4 classes nearest by that
+  ranking (always exactly 4 excluded).
+- `nn_furthest_class`: the class whose nearest labeled member is furthest.
+
 A nearest-neighbour selector's *candidates* are fixed for a run: `nearest_neighbour_candidates`
 computes them once (Euclidean distance in pixel space, batched matrix products) and the input
 pipeline carries each image's row with the image as the extra `nn_candidates`
@@ -36,7 +46,7 @@ from keras import ops, random
 from ns3l_tf import losses
 from ns3l_tf.methods import NEAREST_NEIGHBOUR_SELECTORS, SELECTORS
 
-# Nearest labeled neighbours whose classes each rule excludes (None: the furthest's class).
+# Nearest labeled images whose classes each image-wise rule excludes (None: the furthest's).
 EXCLUDED_NEIGHBOURS = {
     "nn_exclude": 1,
     "nn_exclude_all": 1,
@@ -44,8 +54,11 @@ EXCLUDED_NEIGHBOURS = {
     "nn_exclude4_all": 4,
     "nn_furthest": None,
 }
+# Nearest classes (by their nearest labeled member) each class-wise rule excludes (None: the
+# furthest class).
+EXCLUDED_CLASSES = {"nn_exclude4_classes": 4, "nn_furthest_class": None}
 # Selectors that draw P of their candidate classes per sample and step.
-DRAWING = ("uniform", "oracle", "nn_exclude", "nn_exclude4")
+DRAWING = ("uniform", "oracle", "nn_exclude", "nn_exclude4", "nn_exclude4_classes")
 
 
 def _classes_to_mask(classes, num_classes: int):
@@ -112,6 +125,23 @@ def _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest: int):
     return closest, tf.argmax(distances, axis=-1, output_type=tf.int32)
 
 
+@tf.function(jit_compile=False, reduce_retracing=True)
+def _class_distances(chunk, labeled, labeled_sq_norms, labels, num_classes: int):
+    """`(chunk, K)` squared distance (less `‖u‖²`) from each row to each class's nearest
+    labeled member; a class with no labeled member is at the largest float32."""
+    distances = labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
+    return tf.transpose(tf.math.unsorted_segment_min(tf.transpose(distances), labels, num_classes))
+
+
+def _class_wise_mask(class_distances, num_classes: int, excluded):
+    """Candidates from `(chunk, K)` class distances: the classes outside the `excluded`
+    nearest, or (None) the furthest class alone."""
+    if excluded is None:
+        return tf.one_hot(tf.argmax(class_distances, axis=-1), num_classes)
+    nearest = tf.math.top_k(-class_distances, excluded).indices
+    return 1.0 - _classes_to_mask(nearest, num_classes)
+
+
 def nearest_neighbour_candidates(
     unlabeled_images: np.ndarray,
     labeled_images: np.ndarray,
@@ -136,7 +166,9 @@ def nearest_neighbour_candidates(
 
     Returns:
       `(N_u, K)` float32 0/1 mask, row i the candidates of unlabeled image i: the classes
-      outside those of its 1 or 4 nearest labeled images, or the class of its furthest.
+      outside those of its 1 or 4 nearest labeled images, or the class of its furthest
+      (image-wise); the classes outside its 4 nearest classes, or its furthest class
+      (class-wise, a class as near as its nearest labeled member).
     """
     if selector not in NEAREST_NEIGHBOUR_SELECTORS:
         raise ValueError(
@@ -145,11 +177,17 @@ def nearest_neighbour_candidates(
     labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
     labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
     labels = tf.constant(labeled_labels, tf.int32)
-    excluded = EXCLUDED_NEIGHBOURS[selector]
+    class_wise = selector in EXCLUDED_CLASSES
+    excluded = (EXCLUDED_CLASSES if class_wise else EXCLUDED_NEIGHBOURS)[selector]
     masks = []
     for start in range(0, len(unlabeled_images), chunk_size):
         chunk = unlabeled_images[start : start + chunk_size]
         chunk = tf.constant(chunk.reshape(len(chunk), -1), tf.float32)
+        if class_wise:
+            distances = _class_distances(chunk, labeled, labeled_sq_norms, labels, num_classes)
+            mask = _class_wise_mask(distances, num_classes, excluded)
+            masks.append(np.asarray(mask, np.float32))
+            continue
         closest, furthest = _neighbour_ranks(chunk, labeled, labeled_sq_norms, excluded or 1)
         if excluded is None:
             mask = tf.one_hot(tf.gather(labels, furthest), num_classes)
@@ -171,7 +209,7 @@ class NegativeSelector:
       name: one of `methods.SELECTORS`.
       num_classes: K.
       threshold: T for `threshold` (a float or a non-trainable `keras.Variable`).
-      count: P for the selectors that draw (`uniform`, `oracle`, `nn_exclude`, `nn_exclude4`).
+      count: P for the selectors that draw (`DRAWING`).
       seed_generator: a `keras.random.SeedGenerator` for the drawing selectors.
     """
 

@@ -29,6 +29,8 @@ EXPECTED_NEGATIVES = {
     "nn_exclude": ("nn_exclude", 1.0, 1),
     "nn_exclude4": ("nn_exclude4", 1.0, 1),
     "nn_furthest": ("nn_furthest", 1.0, 1),
+    "nn_exclude4_classes": ("nn_exclude4_classes", 1.0, 1),
+    "nn_furthest_class": ("nn_furthest_class", 1.0, 1),
     "threshold_003": ("threshold", 1.0, 1),
     "threshold_005": ("threshold", 1.0, 1),
     "oracle1": ("oracle", 1.0, 1),

@@ -63,6 +63,15 @@ def _brute_force(unlabeled, labeled, labels, num_classes, rule):
     distances = ((u[:, None, :] - l[None, :, :]) ** 2).sum(-1)
     mask = np.zeros((len(u), num_classes), np.float32)
     for i, row in enumerate(distances):
+        if rule in negatives.EXCLUDED_CLASSES:
+            nearest_member = np.array([row[labels == k].min() for k in range(num_classes)])
+            order = np.argsort(nearest_member, kind="stable")
+            if rule == "nn_furthest_class":  # the first of tied classes, as tf.argmax
+                mask[i, np.argmax(nearest_member)] = 1.0
+            else:
+                mask[i] = 1.0
+                mask[i, order[: negatives.EXCLUDED_CLASSES[rule]]] = 0.0
+            continue
         order = np.argsort(row, kind="stable")
         if rule == "nn_furthest":
             mask[i, labels[order[-1]]] = 1.0
@@ -76,7 +85,7 @@ def _brute_force(unlabeled, labeled, labels, num_classes, rule):
 def test_nearest_neighbour_candidates_match_brute_force(rule, rng):
     unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
     labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
-    labels = rng.integers(0, 5, 40)
+    labels = np.concatenate([np.arange(5), rng.integers(0, 5, 35)])  # every class labeled
     mask = negatives.nearest_neighbour_candidates(
         unlabeled, labeled, labels, 5, rule, chunk_size=64
     )
@@ -85,10 +94,30 @@ def test_nearest_neighbour_candidates_match_brute_force(rule, rng):
     counts = mask.sum(axis=1)
     if rule in ("nn_exclude", "nn_exclude_all"):
         np.testing.assert_array_equal(counts, 4)
-    elif rule == "nn_furthest":
-        np.testing.assert_array_equal(counts, 1)
+    elif rule in ("nn_furthest", "nn_furthest_class", "nn_exclude4_classes"):
+        np.testing.assert_array_equal(counts, 1)  # 5 classes less the 4 nearest: 1
     else:  # 4 neighbours exclude 1 to 4 classes
         assert counts.min() >= 1 and counts.max() <= 4 and counts.min() < counts.max()
+
+
+def test_image_wise_and_class_wise_readings_differ_on_a_hand_made_line():
+    # One unlabeled point at x = 0 and labeled points on a line (x, 0), 6 classes:
+    # class 0 at x = 1, 2, 3, 4 (the 4 nearest images), class 1 at 5 and 30 (the furthest
+    # image), classes 2-5 at 6, 7, 8, 9. Classes by their nearest member: 0, 1, 2, 3, 4, 5.
+    xs = [1, 2, 3, 4, 5, 30, 6, 7, 8, 9]
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 3, 4, 5])
+    labeled = np.array([[[[x], [0]]] for x in xs], np.uint8)
+    unlabeled = np.zeros((1, 1, 2, 1), np.uint8)
+
+    def candidates(rule):
+        mask = negatives.nearest_neighbour_candidates(unlabeled, labeled, labels, 6, rule)
+        return np.flatnonzero(mask[0]).tolist()
+
+    assert candidates("nn_exclude4") == [1, 2, 3, 4, 5]  # the 4 nearest images: class 0 only
+    assert candidates("nn_exclude4_classes") == [4, 5]  # the 4 nearest classes: 0-3
+    assert candidates("nn_furthest") == [1]  # the class of the image at x = 30
+    assert candidates("nn_furthest_class") == [5]  # its nearest member, at 9, is furthest
+    assert candidates("nn_exclude") == candidates("nn_exclude_all") == [1, 2, 3, 4, 5]
 
 
 def test_nearest_neighbour_of_a_labeled_image_is_itself():
@@ -100,11 +129,11 @@ def test_nearest_neighbour_of_a_labeled_image_is_itself():
     np.testing.assert_array_equal(furthest.argmax(1), [1, 1, 0, 0])  # the opposite end
 
 
-@pytest.mark.parametrize("selector", ["nn_exclude", "nn_exclude4"])
+@pytest.mark.parametrize("selector", ["nn_exclude", "nn_exclude4", "nn_exclude4_classes"])
 def test_nn_dash_1_draws_one_negative_never_an_excluded_class(selector, rng):
     # The paper's "Exclude class of NN - 1" and "Exclude 4 nearest classes with NN - 1".
     candidates = np.ones((500, 10), np.float32)
-    excluded = rng.integers(0, 10, (500, 4 if selector == "nn_exclude4" else 1))
+    excluded = rng.integers(0, 10, (500, 1 if selector == "nn_exclude" else 4))
     np.put_along_axis(candidates, excluded, 0.0, axis=1)
     chooser = NegativeSelector(selector, 10, seed_generator=keras.random.SeedGenerator(3))
     masks = [np.asarray(chooser(np.zeros((500, 10)), {"nn_candidates": candidates}))]
@@ -124,7 +153,7 @@ def test_nn_dash_1_draws_one_negative_never_an_excluded_class(selector, rng):
 
 def test_nn_all_and_furthest_selectors_take_every_candidate():
     candidates = np.array([[0, 1, 1, 0], [1, 0, 0, 0]], np.float32)
-    for selector in ("nn_exclude_all", "nn_exclude4_all", "nn_furthest"):
+    for selector in ("nn_exclude_all", "nn_exclude4_all", "nn_furthest", "nn_furthest_class"):
         chooser = NegativeSelector(selector, 4)
         np.testing.assert_array_equal(
             chooser(np.zeros((2, 4)), {"nn_candidates": candidates}), candidates

@@ -93,6 +93,8 @@ NEAREST_NEIGHBOUR_SELECTORS = (
     "nn_furthest",
     "nn_exclude_all",
     "nn_exclude4_all",
+    "nn_exclude4_classes",
+    "nn_furthest_class",
 )
 SELECTORS = ("threshold", "uniform", "oracle", *NEAREST_NEIGHBOUR_SELECTORS)
 # Selectors that draw P = --ns3l_num_negatives classes per sample, and how many classes
@@ -102,6 +104,7 @@ COUNTED_SELECTORS = {
     "oracle": lambda k: k - 1,
     "nn_exclude": lambda k: k - 1,
     "nn_exclude4": lambda k: k - 4,
+    "nn_exclude4_classes": lambda k: k - 4,
 }
 # The paper's threshold scales with 1/K: T = 0.04 for 10 classes, 0.004 for 100.
 DEFAULT_THRESHOLD_NUMERATOR = 0.4
@@ -134,11 +137,14 @@ class NS3LSettings:
         "classes), oracle (P random wrong classes; reads the hidden labels: a diagnostic), "
         "nn_exclude / nn_exclude4 (P random classes other than those of the 1 / 4 nearest "
         "labeled images), nn_furthest (the furthest labeled image's class), nn_exclude_all / "
-        "nn_exclude4_all (every class other than those of the 1 / 4 nearest).",
+        "nn_exclude4_all (every class other than those of the 1 / 4 nearest); class-wise, "
+        "classes ranked by their nearest labeled member: nn_exclude4_classes (P random "
+        "classes other than the 4 nearest classes), nn_furthest_class (the furthest class).",
         check=one_of(SELECTORS),
     )
     num_negatives: int = setting(
-        1, "P, negatives per sample for --ns3l_selector=uniform|oracle|nn_exclude|nn_exclude4."
+        1, "P, negatives per sample for --ns3l_selector="
+        "uniform|oracle|nn_exclude|nn_exclude4|nn_exclude4_classes."
     )
     views: int = setting(
         1,
