@@ -99,12 +99,18 @@ class MixMatch:
         self.rampup = functools.partial(schedules.linear_rampup, rampup_steps=settings.rampup_steps)
 
     def guess_labels(self, model, x_unlabeled):
-        """`(B, A, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached)."""
-        batch, augmentations = x_unlabeled.shape[0], x_unlabeled.shape[1]
-        flat = ops.reshape(x_unlabeled, (batch * augmentations, *x_unlabeled.shape[2:]))
+        """`(B, A, H, W, C)` augmentations → `(B, K)` sharpened mean predictions (detached).
+
+        One pass per augmentation, so BatchNorm normalises each with its own batch of B, as
+        the reference's `guess_label` does (google-research/mixmatch `mixmatch.py`:
+        `[classifier(yi, training=True) for yi in y]`).
+        """
+        augmentations = x_unlabeled.shape[1]
         with frozen_batchnorm_statistics():
-            logits = model.classify(flat, training=True)
-        probs = ops.softmax(ops.reshape(logits, (batch, augmentations, -1)), axis=-1)
+            logits = [
+                model.classify(x_unlabeled[:, k], training=True) for k in range(augmentations)
+            ]
+        probs = ops.softmax(ops.stack(logits, axis=1), axis=-1)
         return ops.stop_gradient(losses.sharpen(ops.mean(probs, axis=1), self.temperature))
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:

@@ -41,16 +41,22 @@ def test_mixup_keeps_each_sample_closest_to_its_origin():
             )
 
 
-def test_guesses_are_sharpened_mean_predictions(small_data):
+def test_guesses_are_sharpened_mean_predictions_one_batchnorm_batch_per_augmentation(small_data):
     model = method_checks.build("mixmatch")
     _, _, x_u = method_checks.fixed_batch(small_data, 8, 8, augmentations=2)
     guesses = model.base_method.guess_labels(model, x_u).numpy()
     with frozen_batchnorm_statistics():
-        flat = tf.reshape(x_u, (16, 28, 28, 1))
-        probs = tf.nn.softmax(tf.reshape(model(flat, training=True), (8, 2, 10)))
+        # As the reference's guess_label: each augmentation a batch of its own (2 × 8).
+        probs = tf.stack([tf.nn.softmax(model(x_u[:, k], training=True)) for k in (0, 1)], 1)
+        joint = tf.nn.softmax(
+            tf.reshape(model(tf.reshape(x_u, (16, 28, 28, 1)), training=True), (8, 2, 10))
+        )
     expected = losses.sharpen(tf.reduce_mean(probs, axis=1), 0.5).numpy()
     np.testing.assert_allclose(guesses, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(guesses.sum(axis=1), 1.0, rtol=1e-5)
+    # One joint batch of 16 normalises with other statistics: a different guess.
+    one_batch = losses.sharpen(tf.reduce_mean(joint, axis=1), 0.5).numpy()
+    assert np.abs(one_batch - guesses).max() > 1e-4
 
 
 def test_symmetric_beta_matches_beta_moments_and_compiles_with_xla():
