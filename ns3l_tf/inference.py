@@ -15,6 +15,7 @@ import pathlib
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from ns3l_tf import io_utils
 from ns3l_tf import run_dir as run_dir_lib
@@ -55,8 +56,12 @@ def load_run_model(run_dir: str, weights: str = "last") -> SSLModel:
 def check_images(images: np.ndarray, image_shape: tuple, source: str) -> np.ndarray:
     """`(N, H, W, C)` float32 images of the model's shape; `(N, H, W)` is taken as one channel.
 
+    Images whose largest value is at most 1 (already scaled to 0–1?) are taken, with a
+    one-line warning naming `source`.
+
     Raises:
-      InputError: another shape, no images, or values outside 0–255 (naming `source`).
+      InputError: another shape, no images, complex, NaN or infinite values, or values outside
+        0–255 (naming `source`).
     """
     images = np.asarray(images)
     if images.ndim == 3 and image_shape[-1] == 1:
@@ -66,12 +71,25 @@ def check_images(images: np.ndarray, image_shape: tuple, source: str) -> np.ndar
             f"{source}: images of shape {images.shape}; the model takes (N, "
             f"{', '.join(map(str, image_shape))}) raw images"
         )
-    if not np.issubdtype(images.dtype, np.number):
+    if not np.issubdtype(images.dtype, np.number) or np.iscomplexobj(images):
         raise InputError(f"{source}: {images.dtype} values, not pixel values")
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise InputError(
+            f"{source}: {int(images.size - finite.sum())} NaN or infinite values; the model "
+            "takes raw pixel values 0-255"
+        )
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 255:
         raise InputError(
             f"{source}: values from {low:g} to {high:g}; the model takes raw pixel values 0-255"
+        )
+    if high <= 1:
+        logging.warning(
+            "%s: every value is at most %g: images already scaled to 0-1? The model takes raw "
+            "pixel values 0-255 and will see them as nearly black",
+            source,
+            high,
         )
     return images.astype("float32")
 

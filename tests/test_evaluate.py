@@ -203,3 +203,28 @@ def test_tensorboard_logs_each_split_at_the_training_step(run_dir):
     _, root = _scalars(logs)
     plugins = root.PluginTagToContent("hparams")
     assert plugins and b"ns3l_threshold" in next(iter(plugins.values()))
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.full((2, 28, 28), np.nan, np.float32), "x.npy: 1568 NaN or infinite values"),
+        (np.array([[[np.inf] * 28] * 28], np.float32), "x.npy: 784 NaN or infinite values"),
+        (np.zeros((1, 28, 28), np.complex64), "x.npy: complex64 values, not pixel values"),
+    ],
+)
+def test_non_finite_or_complex_images_are_refused(images, message):
+    with pytest.raises(inference.InputError, match=message):
+        inference.check_images(images, (28, 28, 1), "x.npy")
+
+
+def test_images_scaled_to_0_1_get_a_warning_and_pass(caplog):
+    images = np.full((3, 28, 28), 0.5, np.float32)
+    with caplog.at_level("WARNING"):
+        checked = inference.check_images(images, (28, 28, 1), "x.npy")
+    assert checked.shape == (3, 28, 28, 1) and checked.dtype == np.float32
+    assert "x.npy: every value is at most 0.5: images already scaled to 0-1?" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        inference.check_images(images * 255, (28, 28, 1), "x.npy")
+    assert "scaled" not in caplog.text

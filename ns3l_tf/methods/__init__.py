@@ -143,8 +143,9 @@ class NS3LSettings:
         check=one_of(SELECTORS),
     )
     num_negatives: int = setting(
-        1, "P, negatives per sample for --ns3l_selector="
-        "uniform|oracle|nn_exclude|nn_exclude4|nn_exclude4_classes."
+        1,
+        "P, negatives per sample for --ns3l_selector="
+        "uniform|oracle|nn_exclude|nn_exclude4|nn_exclude4_classes.",
     )
     views: int = setting(
         1,
