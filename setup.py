@@ -22,6 +22,16 @@ setuptools.setup(
     description="Negative sampling in semi-supervised learning (NS3L) with Keras 3 and TensorFlow",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    author="The ns3l_tf Authors",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    keywords=["semi-supervised learning", "negative sampling", "keras", "tensorflow"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Science/Research",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=setuptools.find_packages(include=["ns3l_tf", "ns3l_tf.*"]),
     # The flagfiles of every paper cell, selectable by name: --preset=fmnist_2000.
     package_data={"ns3l_tf": ["flags/*.cfg", "flags/common/*.cfg"]},

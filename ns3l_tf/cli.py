@@ -114,6 +114,42 @@ def parse_flags(argv: list[str]) -> list[str]:
         usage_error(str(error))
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-helpshort", "-?")
+
+
+def help_text(module_name: str) -> str:
+    """A command line's help: its module's docstring, then its key flags (its own and those
+    it adopts) with their help and defaults."""
+    module = sys.modules[module_name]
+    flags_help = flags.FLAGS.module_help(module)
+    return (
+        f"{(module.__doc__ or '').strip()}\n\nflags:\n{flags_help}\n\n"
+        "--helpfull lists every flag, of Keras and absl too; --version prints the version."
+    )
+
+
+def flags_parser(module_name: str):
+    """`parse_flags` for the command line of `module_name`, answering `--help` (its
+    docstring and flags, exit 0, also from a console script) and `--version` first.
+
+    Pass as `app.run(main, flags_parser=cli.flags_parser(__name__))`.
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        args = argv[1:] if "--" not in argv else argv[1 : argv.index("--")]
+        if "--version" in args or "-version" in args:
+            import ns3l_tf
+
+            print(f"ns3l_tf {ns3l_tf.__version__}")
+            sys.exit(0)
+        if any(arg in HELP_FLAGS for arg in args):
+            print(help_text(module_name))
+            sys.exit(0)
+        return parse_flags(argv)
+
+    return parse
+
+
 def reject_arguments(argv: list[str]) -> None:
     """Usage error for positional arguments (absl leaves them in argv[1:])."""
     if len(argv) > 1:

@@ -82,17 +82,24 @@ def _read(path: str, including: tuple[str, ...]) -> list[str]:
 
 
 def expand(args: list[str]) -> list[str]:
-    """Command-line arguments with every `--flagfile=PATH` and `--preset=NAME` replaced by
-    the flags the file holds, in place.
+    """Command-line arguments with every `--flagfile=PATH` and `--preset=NAME` (or
+    `--flagfile PATH`, `--preset NAME`) replaced by the flags the file holds, in place.
 
     Raises:
       FlagfileError: a missing or unreadable file, an unknown preset, a line that is not a
         flag, or a file that includes itself.
     """
-    expanded = []
-    for index, arg in enumerate(args):
+    expanded, index = [], 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
         if arg == "--":  # absl: the arguments after it are not flags
-            return expanded + args[index:]
+            return expanded + args[index - 1 :]
+        if arg.lstrip("-") in ("preset", "flagfile") and arg.startswith("-"):
+            # `--preset NAME`, `--flagfile PATH`: the next argument is the value.
+            if index == len(args) or args[index].startswith("-"):
+                raise FlagfileError(f"{arg}: needs a value ({arg}=...)")
+            arg, index = f"{arg}={args[index]}", index + 1
         preset, flagfile = _split(arg, "preset"), _split(arg, "flagfile")
         if preset is not None:
             expanded += _read(preset_path(preset), ())

@@ -108,7 +108,7 @@ def main(argv):
 
 def run():
     """The `ns3l-data` console script."""
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(__name__))
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def _train(config, data, run_dir) -> None:
 
 def run():
     """The `ns3l-train` console script."""
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(__name__))
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
 
 def run():
     """The `ns3l-tune` console script."""
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(__name__))
 
 
 if __name__ == "__main__":

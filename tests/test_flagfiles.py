@@ -159,6 +159,21 @@ def test_flagfile_errors_name_the_file_and_line(content, message, tmp_path):
         flagfiles.expand([f"--flagfile={tmp_path / 'bad.cfg'}"])
 
 
+def test_space_separated_preset_and_flagfile_expand_like_the_equals_form(tmp_path):
+    (tmp_path / "mine.cfg").write_text("--seed=5\n")
+    assert flagfiles.expand(["--preset", "fmnist_quick"]) == flagfiles.expand(
+        ["--preset=fmnist_quick"]
+    )
+    assert flagfiles.expand(["--flagfile", str(tmp_path / "mine.cfg"), "--seed=6"]) == [
+        "--seed=5",
+        "--seed=6",
+    ]
+    with pytest.raises(
+        flagfiles.FlagfileError, match=r"^--preset: needs a value \(--preset=...\)$"
+    ):
+        flagfiles.expand(["--preset", "--seed=1"])
+
+
 def test_an_unknown_preset_lists_the_presets():
     with pytest.raises(flagfiles.FlagfileError, match="--preset=fmnist: no such preset; allowed: "):
         flagfiles.expand(["--preset=fmnist"])

@@ -70,6 +70,22 @@ def test_console_scripts_train_a_preset_and_evaluate_it_from_another_directory(i
     assert where.startswith(str(installed / "venv"))  # the installed copy, not this checkout
     for script in ("ns3l-train", "ns3l-tune", "ns3l-data", "ns3l-evaluate"):
         assert (bin_dir / script).exists(), script
+    metadata = subprocess.run(
+        [bin_dir / "python", "-c", "import importlib.metadata as m, json; "
+         "d = m.metadata('ns3l_tf'); print(json.dumps([d['License'], d['Author']]))"],
+        cwd=cwd, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert metadata.strip() == '["Apache-2.0", "The ns3l_tf Authors"]'
+    own_flag = {"ns3l-train": "--algorithm", "ns3l-tune": "--max_trials", "ns3l-data": "--dataset",
+                "ns3l-evaluate": "--run_dir"}  # fmt: skip
+    for script, flag in own_flag.items():
+        shown = subprocess.run(
+            [bin_dir / script, "--help"], cwd=cwd, capture_output=True, text=True
+        )
+        assert shown.returncode == 0 and f"{flag}:" in shown.stdout, (script, shown.stdout[:500])
+        assert "flags:" in shown.stdout and len(shown.stdout.splitlines()) > 20, script
+        version = subprocess.run([bin_dir / script, "--version"], capture_output=True, text=True)
+        assert (version.returncode, version.stdout) == (0, f"ns3l_tf {ns3l_tf.__version__}\n")
     help_text = subprocess.run(
         [bin_dir / "ns3l-train", "--helpfull"], cwd=cwd, capture_output=True, text=True
     ).stdout
