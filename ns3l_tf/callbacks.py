@@ -110,8 +110,8 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):  # only with validation data
         val_error = (logs or {}).get("val_error")
-        if val_error is None or val_error >= self.best_val_error:
-            return
+        if val_error is None or not np.isfinite(val_error) or val_error >= self.best_val_error:
+            return  # a non-finite error is divergence, never the best weights
         self.best_val_error = val_error
         path = os.path.join(self.directory, "best.weights.h5")
         with ema_weights(self.model, self.use_ema):
@@ -120,7 +120,12 @@ class BestWeights(keras.callbacks.Callback):
 
 class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training at the first step whose loss is NaN or infinite (as
-    `keras.callbacks.TerminateOnNaN`), remembering the step.
+    `keras.callbacks.TerminateOnNaN`), or at the first evaluation with a non-finite metric
+    (e.g. NaN in BatchNorm's moving statistics while the training loss stays finite),
+    remembering the step and what was not finite.
+
+    Place it after `EvaluationHistory` (whose test metrics it then checks too) and before
+    the callbacks that save (`BestWeights`, `StateCheckpoint`), which skip a diverged step.
 
     Args:
       steps_per_epoch: to turn `(epoch, batch)` into the training step.
@@ -130,7 +135,8 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.epoch = 0
-        self.step = None  # the step whose loss was not finite
+        self.step = None  # the step whose loss or evaluation was not finite
+        self.what = None  # "the loss", or the names of the non-finite metrics
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -139,6 +145,15 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
             self.step = self.epoch * self.steps_per_epoch + batch + 1
+            self.what = "the loss"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        evaluated = {k: v for k, v in (logs or {}).items() if k.startswith(("val_", "test_"))}
+        broken = sorted(k for k, v in evaluated.items() if not np.isfinite(float(v)))
+        if broken and self.step is None:
+            self.step = (epoch + 1) * self.steps_per_epoch
+            self.what = f"the evaluation ({', '.join(broken)})"
             self.model.stop_training = True
 
 

@@ -32,18 +32,20 @@ from ns3l_tf.run_dir import RunDirectory
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite; no results are written.
+    """The loss, or a validation or test metric, became NaN or infinite; no results are
+    written.
 
     Attributes:
-      step: the step whose loss was not finite.
+      step: the step whose loss or evaluation was not finite.
       checkpoint_step: the step of the last (finite) checkpoint kept, or None.
     """
 
-    def __init__(self, step: int, checkpoint_step: int | None):
+    def __init__(self, step: int, checkpoint_step: int | None, what: str = "the loss"):
         kept = f"step {checkpoint_step}" if checkpoint_step else "none yet"
         super().__init__(
-            f"training diverged: the loss is not finite at step {step}; no results are written "
-            f"and the last finite checkpoint ({kept}) is kept (try a lower --learning_rate)"
+            f"training diverged: {what} is not finite at step {step}; no results are written "
+            f"and the last finite checkpoint ({kept}) and best weights are kept (try a lower "
+            "--learning_rate)"
         )
         self.step = step
         self.checkpoint_step = checkpoint_step
@@ -96,7 +98,7 @@ def run(
 
     Raises:
       RunDirError: the directory holds a run with other flags, or another live run.
-      DivergenceError: the loss became non-finite (no results written).
+      DivergenceError: the loss or an evaluation became non-finite (no results written).
       TrainingInterruptedError: SIGINT or SIGTERM stopped training (a checkpoint was written).
     """
     if strategy is None:
@@ -227,7 +229,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
     )
     if divergence.step is not None:
         saved = checkpoints.latest(checkpoint_dir)
-        raise DivergenceError(divergence.step, saved["step"] if saved else None)
+        raise DivergenceError(divergence.step, saved["step"] if saved else None, divergence.what)
     if signals.received is not None:
         raise TrainingInterruptedError(step, signals.received)
     if writes:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ns3l_tf import SSLModel, experiment, models
+from ns3l_tf import SSLModel, callbacks, experiment, models, training
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import EvaluationHistory
 from ns3l_tf.config import Config
@@ -66,3 +66,41 @@ def test_weight_decay_shrinks_kernels_only():
     np.testing.assert_array_equal(gamma.numpy(), 1.0)
     np.testing.assert_array_equal(bias.numpy(), 1.0)
     assert optimizer.use_ema and optimizer.ema_momentum == 0.999
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.stop_training = False
+    return model
+
+
+@pytest.mark.parametrize("metric", ["val_error", "val_loss", "test_error"])
+def test_a_non_finite_evaluation_is_divergence_and_never_the_best_weights(metric, tmp_path):
+    model = _tiny_model()
+    divergence = callbacks.TerminateOnNonFiniteLoss(steps_per_epoch=50)
+    best = callbacks.BestWeights(str(tmp_path))
+    for callback in (divergence, best):
+        callback.set_model(model)
+    logs = {"loss": 0.5, "val_error": 20.0, "val_loss": 0.7, "test_error": 21.0}
+    divergence.on_epoch_end(0, logs)
+    best.on_epoch_end(0, logs)
+    assert divergence.step is None and not model.stop_training
+    assert (tmp_path / "best.weights.h5").exists() and best.best_val_error == 20.0
+    (tmp_path / "best.weights.h5").unlink()
+
+    logs = {**logs, "val_error": 10.0, metric: float("nan")}
+    divergence.on_epoch_end(2, logs)
+    best.on_epoch_end(2, logs)
+    assert (divergence.step, divergence.what) == (150, f"the evaluation ({metric})")
+    assert model.stop_training
+    if metric == "val_error":  # NaN is not a new lowest error: the best weights stay
+        assert not (tmp_path / "best.weights.h5").exists() and best.best_val_error == 20.0
+
+
+def test_the_divergence_error_names_what_was_not_finite():
+    error = training.DivergenceError(150, 100, "the evaluation (val_error)")
+    assert str(error) == (
+        "training diverged: the evaluation (val_error) is not finite at step 150; no results "
+        "are written and the last finite checkpoint (step 100) and best weights are kept (try a "
+        "lower --learning_rate)"
+    )
