@@ -1,6 +1,7 @@
 """What the training benchmarks share: resumable CLI runs and their summary statistics."""
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -56,6 +57,40 @@ def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = [float(v) for v in values]
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (t_{0.975, df}).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131}  # fmt: skip
+
+
+def paired_test(differences) -> dict:
+    """Whether paired differences (a row minus its baseline, seed by seed) are distinguishable
+    from zero: the mean with its 95 % t-interval, and the exact two-sided sign test.
+
+    Args:
+      differences: 2 to 16 paired differences (in % points); exact zeros count for neither
+        sign and leave the sign test.
+
+    Returns:
+      `{"n", "mean", "ci95": [low, high], "negative", "positive", "sign_test_p"}`.
+    """
+    values = np.asarray(differences, np.float64)
+    n = len(values)
+    if not 2 <= n <= 16:
+        raise ValueError(f"paired_test takes 2 to 16 differences, got {n}")
+    half = T_975[n - 1] * values.std(ddof=1) / np.sqrt(n)
+    negative, positive = int((values < 0).sum()), int((values > 0).sum())
+    signed = negative + positive
+    tail = sum(math.comb(signed, k) for k in range(min(negative, positive) + 1)) / 2**signed
+    return {
+        "n": n,
+        "mean": float(values.mean()),
+        "ci95": [float(values.mean() - half), float(values.mean() + half)],
+        "negative": negative,
+        "positive": positive,
+        "sign_test_p": float(min(1.0, 2 * tail)),
+    }
 
 
 def mean_std_text(mean_and_std, signed: bool = False) -> str:

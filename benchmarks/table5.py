@@ -33,6 +33,7 @@ from common import (
     mean_std_text,
     no_finished_runs,
     paired,
+    paired_test,
     table5_run,
     usage_error,
 )
@@ -119,7 +120,28 @@ def summarize(results: dict, supervised: dict | None = None) -> dict:
             summary["paired_best_val_difference_to_supervised"] = paired(
                 mine, base, "best_val_test_error"
             )
+        if 2 <= len(common) <= 16:
+            differences = [r["test_error"] - b["test_error"] for r, b in zip(mine, base)]
+            summary["paired_test_to_supervised"] = paired_test(differences)
     return summary
+
+
+def paired_tests_text(report: dict) -> list[str]:
+    """One line per row with a paired test against supervised (none for supervised)."""
+    lines = []
+    for s in report["rows"].values():
+        test = s.get("paired_test_to_supervised")
+        if test is None or s["label"] == "Supervised":
+            continue
+        low, high = test["ci95"]
+        verdict = "distinguishable from zero" if high < 0 or low > 0 else "not distinguishable"
+        lines.append(
+            f"- {s['label']} − Supervised over {test['n']} paired seeds: {test['mean']:+.2f}, "
+            f"95 % t-interval [{low:+.2f}, {high:+.2f}] ({verdict}); better on "
+            f"{test['negative']}, worse on {test['positive']}; sign test p = "
+            f"{test['sign_test_p']:.3f}"
+        )
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -166,6 +188,10 @@ def markdown(report: dict) -> str:
             f"{difference} | {best_val_difference} | {mean_std_text(s.get('ns3l_negatives'))} | "
             f"{mean_std_text(s.get('ns3l_negative_error'))} | {seconds} |"
         )
+    tests = paired_tests_text(report)
+    if tests:
+        lines += ["", "Paired tests of the test error after the last step against supervised:"]
+        lines += tests
     return "\n".join(lines) + "\n"
 
 

@@ -523,3 +523,24 @@ def test_fmnist_2000_benchmark_runs(tmp_path):
     table = (tmp_path / "fmnist_2000_ns3l_vs_supervised.md").read_text()
     test_error = rows["supervised (float32)"]["final_test_error"][0]
     assert f"| supervised | float32 | 1 | {test_error:.2f} ± 0.00 |" in table
+
+
+def test_paired_test_against_hand_computed_values():
+    result = common.paired_test([-1.0, -2.0, -3.0, 0.5])
+    # mean −1.375; std (n − 1) = sqrt(6.6875 / 3) = 1.49304; half-width 3.182 · 1.49304 / 2
+    assert result["n"] == 4 and result["mean"] == pytest.approx(-1.375)
+    assert result["ci95"] == pytest.approx([-1.375 - 2.375429, -1.375 + 2.375429], abs=1e-5)
+    # 3 negative, 1 positive: P(≤ 1 of 4) = 5 / 16, two-sided 0.625
+    assert (result["negative"], result["positive"]) == (3, 1)
+    assert result["sign_test_p"] == pytest.approx(0.625)
+    all_negative = common.paired_test([-0.1 * k for k in range(1, 11)])
+    assert all_negative["sign_test_p"] == pytest.approx(2 / 1024)
+    assert all_negative["ci95"][1] < 0
+    with_a_tie = common.paired_test([0.0, -1.0, 1.0])
+    assert (with_a_tie["negative"], with_a_tie["positive"], with_a_tie["sign_test_p"]) == (
+        1,
+        1,
+        1.0,
+    )
+    with pytest.raises(ValueError, match="paired_test takes 2 to 16 differences, got 1"):
+        common.paired_test([1.0])
