@@ -149,8 +149,11 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        evaluated = {k: v for k, v in (logs or {}).items() if k.startswith(("val_", "test_"))}
-        broken = sorted(k for k, v in evaluated.items() if not np.isfinite(float(v)))
+        broken = sorted(
+            name
+            for name, value in (logs or {}).items()
+            if name.startswith(("val_", "test_")) and not np.isfinite(float(value))
+        )
         if broken and self.step is None:
             self.step = (epoch + 1) * self.steps_per_epoch
             self.what = f"the evaluation ({', '.join(broken)})"

@@ -95,7 +95,7 @@ def expand(args: list[str]) -> list[str]:
         index += 1
         if arg == "--":  # absl: the arguments after it are not flags
             return expanded + args[index - 1 :]
-        if arg.lstrip("-") in ("preset", "flagfile") and arg.startswith("-"):
+        if arg in ("--preset", "-preset", "--flagfile", "-flagfile"):
             # `--preset NAME`, `--flagfile PATH`: the next argument is the value.
             if index == len(args) or args[index].startswith("-"):
                 raise FlagfileError(f"{arg}: needs a value ({arg}=...)")

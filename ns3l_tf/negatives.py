@@ -114,31 +114,35 @@ def negative_error(negatives, labels):
     return 100.0 * ops.mean(ops.cast(hits, "float32"))
 
 
-@tf.function(jit_compile=False, reduce_retracing=True)
-def _neighbour_ranks(chunk, labeled, labeled_sq_norms, nearest: int):
-    """Indices of the `nearest` closest and of the furthest labeled image of each chunk row.
-
-    `‖u − l‖² = ‖u‖² − 2 u·l + ‖l‖²`; `‖u‖²` is the same for every `l`, so it is left out.
-    """
-    distances = labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
-    closest = tf.math.top_k(-distances, nearest).indices
-    return closest, tf.argmax(distances, axis=-1, output_type=tf.int32)
+def _partial_squared_distances(chunk, labeled, labeled_sq_norms):
+    """`(chunk, N_l)` squared distances less `‖u‖²`: `‖u − l‖² = ‖u‖² − 2 u·l + ‖l‖²`, and
+    `‖u‖²` is the same for every `l`, so it changes no ranking of a row."""
+    return labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
 
 
 @tf.function(jit_compile=False, reduce_retracing=True)
-def _class_distances(chunk, labeled, labeled_sq_norms, labels, num_classes: int):
-    """`(chunk, K)` squared distance (less `‖u‖²`) from each row to each class's nearest
-    labeled member; a class with no labeled member is at the largest float32."""
-    distances = labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
-    return tf.transpose(tf.math.unsorted_segment_min(tf.transpose(distances), labels, num_classes))
-
-
-def _class_wise_mask(class_distances, num_classes: int, excluded):
-    """Candidates from `(chunk, K)` class distances: the classes outside the `excluded`
-    nearest, or (None) the furthest class alone."""
+def _image_wise_mask(chunk, labeled, labeled_sq_norms, labels, num_classes: int, excluded):
+    """Candidates of each chunk row: the classes outside those of its `excluded` nearest
+    labeled images, or (None) the class of its furthest labeled image alone."""
+    distances = _partial_squared_distances(chunk, labeled, labeled_sq_norms)
     if excluded is None:
-        return tf.one_hot(tf.argmax(class_distances, axis=-1), num_classes)
-    nearest = tf.math.top_k(-class_distances, excluded).indices
+        return tf.one_hot(tf.gather(labels, tf.argmax(distances, axis=-1)), num_classes)
+    closest = tf.math.top_k(-distances, excluded).indices
+    return 1.0 - _classes_to_mask(tf.gather(labels, closest), num_classes)
+
+
+@tf.function(jit_compile=False, reduce_retracing=True)
+def _class_wise_mask(chunk, labeled, labeled_sq_norms, labels, num_classes: int, excluded):
+    """Candidates of each chunk row, classes ranked by their nearest labeled member (a class
+    with none is at the largest float32): the classes outside the `excluded` nearest, or
+    (None) the furthest class alone."""
+    distances = _partial_squared_distances(chunk, labeled, labeled_sq_norms)
+    by_class = tf.transpose(
+        tf.math.unsorted_segment_min(tf.transpose(distances), labels, num_classes)
+    )
+    if excluded is None:
+        return tf.one_hot(tf.argmax(by_class, axis=-1), num_classes)
+    nearest = tf.math.top_k(-by_class, excluded).indices
     return 1.0 - _classes_to_mask(nearest, num_classes)
 
 
@@ -177,22 +181,15 @@ def nearest_neighbour_candidates(
     labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
     labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
     labels = tf.constant(labeled_labels, tf.int32)
-    class_wise = selector in EXCLUDED_CLASSES
-    excluded = (EXCLUDED_CLASSES if class_wise else EXCLUDED_NEIGHBOURS)[selector]
+    if selector in EXCLUDED_CLASSES:
+        chunk_mask, excluded = _class_wise_mask, EXCLUDED_CLASSES[selector]
+    else:
+        chunk_mask, excluded = _image_wise_mask, EXCLUDED_NEIGHBOURS[selector]
     masks = []
     for start in range(0, len(unlabeled_images), chunk_size):
         chunk = unlabeled_images[start : start + chunk_size]
         chunk = tf.constant(chunk.reshape(len(chunk), -1), tf.float32)
-        if class_wise:
-            distances = _class_distances(chunk, labeled, labeled_sq_norms, labels, num_classes)
-            mask = _class_wise_mask(distances, num_classes, excluded)
-            masks.append(np.asarray(mask, np.float32))
-            continue
-        closest, furthest = _neighbour_ranks(chunk, labeled, labeled_sq_norms, excluded or 1)
-        if excluded is None:
-            mask = tf.one_hot(tf.gather(labels, furthest), num_classes)
-        else:
-            mask = 1.0 - _classes_to_mask(tf.gather(labels, closest), num_classes)
+        mask = chunk_mask(chunk, labeled, labeled_sq_norms, labels, num_classes, excluded)
         masks.append(np.asarray(mask, np.float32))
     return np.concatenate(masks, axis=0)
 
