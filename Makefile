@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test lint format benchmark table5 clean
+.PHONY: install data demo test test-fast lint format docs benchmark table5 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/python:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[$(TF_EXTRA),test]"
+	$(BIN)/pip install --quiet -e ".[$(TF_EXTRA),jax,test,docs]"
 	touch $@
 
 # Real Fashion-MNIST (Debian package dataset-fashion-mnist), unless NS3L_DATA_DIR points at it.
@@ -38,6 +38,14 @@ TEST_WORKERS ?= 2
 test: install data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
+# The unit tests alone (no test marked large): the quick answer while developing.
+test-fast: install data
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not large"
+
+# The documentation site in site/ (the flag reference is generated first, by docs/hooks.py).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -53,4 +61,4 @@ table5: install data
 	$(BIN)/python benchmarks/table5.py
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs site *.egg-info

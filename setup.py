@@ -39,7 +39,7 @@ setuptools.setup(
     install_requires=[
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9.6,<5",
-        "keras-tuner>=1.4.7,<2",
+        "keras-tuner[bayesian]>=1.4.7,<2",  # the default --tuner=bayesian needs scikit-learn
         "absl-py>=1.4,<3",
         "numpy>=1.26,<3",
         # TF 2.21 no longer pulls in tensorboard, which the TensorBoard callback and KerasTuner
@@ -51,6 +51,10 @@ setuptools.setup(
         "cpu": [f"tensorflow-cpu{TENSORFLOW}"],
         "gpu": [f"tensorflow[and-cuda]{TENSORFLOW}"],
         "tf": [f"tensorflow{TENSORFLOW}"],
+        # The second Keras backend (--backend=jax); on NVIDIA GPUs install jax[cuda12] instead.
+        "jax": ["jax>=0.4.36"],
+        # The documentation site: `make docs` (mkdocs build --strict).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         # The notebooks draw charts (Colab has matplotlib already).
         "notebooks": ["matplotlib>=3.8"],
         # CI executes the notebooks, and the benchmarks draw their charts.

@@ -1,15 +1,20 @@
-"""Median training-step time of every method, per precision, with and without XLA.
+"""Median training-step time of every method, per backend and precision, with and without XLA.
 
     python benchmarks/step_time.py [--models=wrn28_2,small_cnn] [--algorithms=...]
         [--precisions=float32,mixed_bfloat16] [--xla=false] [--steps=6]
+    KERAS_BACKEND=jax python benchmarks/step_time.py --xla=true ...   # the JAX rows
 
 Each configuration builds a fresh `SSLModel`, compiles it (`jit_compile` on or off), runs the
-same function `fit` runs on a fixed batch (64 labeled + 64 unlabeled, two augmentations for
-MixMatch), discards 2 warm-up steps (tracing) and reports the median of `--steps` timed steps,
-the images per second it consumes, the FLOPs of one step (counted on the traced step's graph:
-the convolutions, their gradients and the matrix products it executes) and the share of the
-machine's matmul roof those FLOPs reach. The roof is measured in the same run: the best of
-several 2048×2048 matrix products in float32 and in bfloat16.
+function the package's training loop runs (`ns3l_tf.backend`: on TensorFlow the one `fit`
+traces; on JAX the jitted stateless step, which always compiles with XLA) on a fixed batch
+(64 labeled + 64 unlabeled, two augmentations for MixMatch), discards 2 warm-up steps
+(tracing) and reports the median of `--steps` timed steps, the images per second it consumes,
+the FLOPs of one step and the share of the machine's matmul roof those FLOPs reach. FLOPs are
+counted on TensorFlow's traced step graph (the convolutions, their gradients and the matrix
+products it executes) and by XLA's cost analysis of the compiled step on JAX. The roof is
+measured in the same run, on the same backend: the best of several 2048×2048 matrix products
+in float32 and in bfloat16. The machine line records the CPU's bfloat16 features
+(AVX512_BF16, AMX): without them bfloat16 is emulated.
 
 Rows accumulate in `--results_dir/step_time.json` (a rerun of some configurations replaces just
 those rows; the file is rewritten after each one) and render as `step_time.md`, with the
@@ -18,6 +23,7 @@ bfloat16 is ≥ 1.6× faster than float32 for WRN-28-2's supervised and NS³L st
 for the small CNN's NS³L step; VAT's float32 step is ≤ 3.4× the float32 supervised step.
 """
 
+import itertools
 import json
 import os
 import platform
@@ -28,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from ns3l_tf import SSLModel, models
+from ns3l_tf import SSLModel, backend, models
 
 FLAGS = flags.FLAGS
 
@@ -52,16 +58,30 @@ BFLOAT16_SPEEDUPS = {("wrn28_2", "supervised"): 1.6, ("wrn28_2", "ns3l"): 1.6}
 BFLOAT16_SPEEDUPS[("small_cnn", "ns3l")] = 1.5
 
 
+def cpu_features() -> list[str]:
+    """The bfloat16 features of this CPU (Linux's /proc/cpuinfo flags), if any."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+    except OSError:
+        return []
+    return [name for name in ("avx512_bf16", "amx_bf16") if name in words]
+
+
 def matmul_roof(dtype: str, size: int = 2048, repeats: int = 10) -> float:
-    """The best GFLOP/s of a `size`² matrix product in `dtype` on this machine."""
-    a = tf.random.normal((size, size), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    product = tf.function(lambda x: tf.matmul(x, x))
-    product(a).numpy()
+    """The best GFLOP/s of a `size`² matrix product in `dtype` on this machine and backend."""
+    a = keras.ops.cast(keras.random.normal((size, size), seed=0), dtype)
+    if backend.name() == "jax":
+        import jax
+
+        product = jax.jit(lambda x: x @ x)
+    else:
+        product = tf.function(lambda x: tf.matmul(x, x))
+    np.asarray(product(a))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        product(a).numpy()
+        np.asarray(product(a))
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
@@ -112,15 +132,37 @@ def synthetic_batch(model: SSLModel, shape, batch_size: int):
     return ((x_l, y_l), x_u), batch_size * (1 + augmentations)
 
 
+def xla_step_flops(model: SSLModel, batch) -> int:
+    """Floating-point operations of one jitted JAX `train_step`, by XLA's cost analysis."""
+    import jax
+
+    state = tuple(
+        [v.value for v in group]
+        for group in (
+            model.trainable_variables,
+            model.non_trainable_variables,
+            model.optimizer.variables,
+            model.metrics_variables,
+        )
+    )
+    compiled = jax.jit(model.train_step).lower(state, batch).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return int(analysis.get("flops", 0))
+
+
 def median_step_seconds(model: SSLModel, batch, steps: int) -> tuple[float, float]:
-    """(first call, median of `steps` later calls) in seconds of the function `fit` runs, on
-    one fixed batch; the second call is a discarded warm-up."""
-    model.make_train_function()
-    train_function = model.train_function
+    """(first call, median of `steps` later calls) in seconds of the function the training
+    loop runs, on one fixed batch; the second call is a discarded warm-up."""
+    if backend.name() == "jax":
+        train_function = backend.steps().make_train_function(model, itertools.repeat(batch))
+    else:
+        model.make_train_function()
+        train_function = lambda: model.train_function(iter([batch]))  # noqa: E731
 
     def run():
         start = time.perf_counter()
-        float(train_function(iter([batch]))["loss"])  # blocks until the step is done
+        float(train_function()["loss"])  # blocks until the step is done
         return time.perf_counter() - start
 
     first = run()
@@ -141,10 +183,15 @@ def time_step(
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
     model(np.zeros((1, *shape), "float32"))
     batch, images = synthetic_batch(model, shape, batch_size)
-    batch = tf.nest.map_structure(tf.constant, batch)
-    flops = step_flops(model.train_step, batch)
+    if backend.name() == "jax":
+        model.optimizer.build(model.trainable_variables)
+        flops = xla_step_flops(model, batch)
+    else:
+        batch = tf.nest.map_structure(tf.constant, batch)
+        flops = step_flops(model.train_step, batch)
     first, seconds = median_step_seconds(model, batch, steps)
     return {
+        "backend": backend.name(),
         "model": model_name,
         "algorithm": row,
         "precision": precision,
@@ -158,7 +205,8 @@ def time_step(
 
 
 def _key(row):
-    return (row["model"], row["algorithm"], row["precision"], row["xla"])
+    return (row.get("backend", "tensorflow"), row["model"], row["algorithm"], row["precision"],
+            row["xla"])  # fmt: skip
 
 
 def _check(name, model, ratio, budget, at_most=True, **where):
@@ -171,20 +219,24 @@ def checks(rows: list[dict]) -> list[dict]:
     """The targets of the module docstring, for the rows present."""
     seconds = {_key(r): r["seconds_per_step"] for r in rows}
     found = []
-    for (model, algorithm, precision, xla), value in sorted(seconds.items()):
-        where = {"precision": precision, "xla": xla}
+    for (name_of_backend, model, algorithm, precision, xla), value in sorted(seconds.items()):
+        where = {"backend": name_of_backend, "precision": precision, "xla": xla}
         base = algorithm.removesuffix("+ns3l")
-        if base not in (algorithm, "supervised") and (model, base, precision, xla) in seconds:
-            ratio = value / seconds[(model, base, precision, xla)]
+
+        def row_of(a, p=precision, b=name_of_backend, m=model, x=xla):
+            return (b, m, a, p, x)
+
+        if base not in (algorithm, "supervised") and row_of(base) in seconds:
+            ratio = value / seconds[row_of(base)]
             name = f"{algorithm} / {base}"
             found.append(_check(name, model, ratio, NS3L_OVERHEAD_BUDGET, **where))
-        supervised = (model, "supervised", precision, xla)
+        supervised = row_of("supervised")
         if algorithm == "vat" and precision == "float32" and supervised in seconds:
             ratio = value / seconds[supervised]
             found.append(
                 _check("vat / supervised", model, ratio, VAT_VS_SUPERVISED_BUDGET, **where)
             )
-        full = (model, algorithm, "float32", xla)
+        full = row_of(algorithm, "float32")
         if (
             precision == "mixed_bfloat16"
             and (model, algorithm) in BFLOAT16_SPEEDUPS
@@ -192,34 +244,52 @@ def checks(rows: list[dict]) -> list[dict]:
         ):
             speedup, budget = seconds[full] / value, BFLOAT16_SPEEDUPS[(model, algorithm)]
             name = f"{algorithm}: float32 / bfloat16"
-            found.append(_check(name, model, speedup, budget, at_most=False, xla=xla))
+            found.append(
+                _check(
+                    name, model, speedup, budget, at_most=False, backend=name_of_backend, xla=xla
+                )
+            )
     return found
 
 
 def _order(row):
     algorithm = ALGORITHMS.index(row["algorithm"]) if row["algorithm"] in ALGORITHMS else 99
-    return list(SHAPES).index(row["model"]), row["xla"], row["precision"], algorithm
+    backend_rank = 0 if row.get("backend", "tensorflow") == "tensorflow" else 1
+    return list(SHAPES).index(row["model"]), backend_rank, row["xla"], row["precision"], algorithm
 
 
 def markdown(report: dict) -> str:
-    roofs = report["matmul_roof_gflops"]
+    machines = report.get("machine_by_backend", {"tensorflow": report["machine"]})
+    roof_lines = [
+        f"- {name}: {machines.get(name, '')}; matmul roof {roof['float32']:.0f} GFLOP/s "
+        f"float32, {roof['bfloat16']:.0f} GFLOP/s bfloat16"
+        for name, roof in report.get(
+            "matmul_roof_by_backend", {"tensorflow": report["matmul_roof_gflops"]}
+        ).items()
+    ]
     lines = [
-        "# Training-step time per method and precision",
+        "# Training-step time per method, backend and precision",
         "",
-        f"{report['machine']}; batch {report['batch_size']} labeled + {report['batch_size']} "
-        "unlabeled (×2 augmentations for MixMatch); median of timed steps after 2 warm-up "
-        "steps; FLOPs counted on each traced step's graph; matmul roof of this "
-        f"run: {roofs['float32']:.0f} GFLOP/s float32, {roofs['bfloat16']:.0f} GFLOP/s "
-        "bfloat16. `python benchmarks/step_time.py`.",
+        f"Batch {report['batch_size']} labeled + {report['batch_size']} unlabeled (×2 "
+        "augmentations for MixMatch); median of timed steps after 2 warm-up steps; FLOPs "
+        "counted on TensorFlow's traced step graph, or by XLA's cost analysis on JAX; each "
+        "backend's matmul roof measured in its own run. `python benchmarks/step_time.py` "
+        "(`KERAS_BACKEND=jax` for the JAX rows).",
         "",
-        "| model | algorithm | precision | XLA | s/step | images/s | GFLOP/step | GFLOP/s | "
-        "share of roof | first call (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *roof_lines,
+        "",
+        "| backend | model | algorithm | precision | XLA | s/step | images/s | GFLOP/step | "
+        "GFLOP/s | share of roof | first call (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
-        roof = roofs["bfloat16" if "bfloat16" in r["precision"] else "float32"]
+        name_of_backend = r.get("backend", "tensorflow")
+        roof = report.get("matmul_roof_by_backend", {}).get(
+            name_of_backend, report["matmul_roof_gflops"]
+        )
+        roof = roof["bfloat16" if "bfloat16" in r["precision"] else "float32"]
         lines.append(
-            f"| {r['model']} | {r['algorithm']} | {r['precision']} | "
+            f"| {name_of_backend} | {r['model']} | {r['algorithm']} | {r['precision']} | "
             f"{'on' if r['xla'] else 'off'} | {r['seconds_per_step']:.3f} | "
             f"{r['images_per_second']:.0f} | {r['gflops_per_step']:.2f} | "
             f"{r['gflops_per_second']:.0f} | {100 * r['gflops_per_second'] / roof:.0f}% | "
@@ -227,7 +297,7 @@ def markdown(report: dict) -> str:
         )
     lines += ["", "| check | model | where | ratio | target | met |", "|---|---|---|---|---|---|"]
     for c in report["checks"]:
-        where = ", ".join(f"{k} {v}" for k, v in c.items() if k in ("precision", "xla"))
+        where = ", ".join(f"{k} {v}" for k, v in c.items() if k in ("backend", "precision", "xla"))
         target = f"{'≤' if c['at_most'] else '≥'} {c['budget']}"
         lines.append(
             f"| {c['check']} | {c['model']} | {where} | {c['ratio']:.2f} | {target} | "
@@ -255,19 +325,40 @@ def define_flags():
 
 def main(argv):
     del argv
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, TF {tf.__version__}"
+    features = ", ".join(cpu_features()) or "no bfloat16 units (AVX512_BF16/AMX): emulated"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores ({features}), no GPU, "
+        f"TF {tf.__version__}, Keras {keras.__version__}"
+    )
+    if backend.name() == "jax":
+        import jax
+
+        machine += f", JAX {jax.__version__}"
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     path = os.path.join(FLAGS.results_dir, "step_time.json")
-    rows = {}
+    rows, roof_by_backend, machines = {}, {}, {}
     if os.path.exists(path):
         with open(path) as f:
-            rows = {_key(row): row for row in json.load(f)["rows"]}
+            previous = json.load(f)
+        rows = {_key(row): row for row in previous["rows"]}
+        roof_by_backend = previous.get(
+            "matmul_roof_by_backend", {"tensorflow": previous["matmul_roof_gflops"]}
+        )
+        machines = previous.get("machine_by_backend", {"tensorflow": previous["machine"]})
     roofs = {dtype: round(matmul_roof(dtype), 1) for dtype in ("float32", "bfloat16")}
+    roof_by_backend[backend.name()] = roofs
+    machines[backend.name()] = machine
     print(json.dumps({"matmul_roof_gflops": roofs}), flush=True)
 
     def write():
         ordered = sorted(rows.values(), key=_order)
-        report = {"machine": machine, "batch_size": FLAGS.batch_size, "matmul_roof_gflops": roofs}
+        report = {
+            "machine": machine,
+            "machine_by_backend": machines,
+            "batch_size": FLAGS.batch_size,
+            "matmul_roof_gflops": roofs,
+            "matmul_roof_by_backend": roof_by_backend,
+        }
         report.update(rows=ordered, checks=checks(ordered))
         with open(path, "w") as f:
             json.dump(report, f, indent=2)

@@ -1,7 +1,8 @@
 """ns3l_tf: negative sampling in semi-supervised learning (NS³L) with Keras 3 and TensorFlow.
 
 Public API (loaded on first use, so `import ns3l_tf` and the flag checks of the command-line
-tools need no TensorFlow):
+tools need no TensorFlow; the Keras classes register themselves as Keras is imported, so
+`keras.saving.load_model` finds a saved `SSLModel`: `ns3l_tf.registration`):
   SSLModel                     the semi-supervised keras.Model (train_step / test_step)
   load_model                   loads a saved SSLModel (a run's model.keras)
   ns3l_loss, ns3l_negatives    the NS³L loss and its threshold negatives mask
@@ -11,10 +12,14 @@ tools need no TensorFlow):
   models.small_cnn, models.wrn28_2
   data                         datasets, splits and tf.data streams (load_ssl_data, train_dataset)
   experiment                   data, datasets, model and optimizer built from a `Config`
+  training, tuning             a whole run (`training.run(config)`) and a KerasTuner search
+  backend                      the TensorFlow and JAX train steps
+  config, distribute, inference, loop   the other submodules, by attribute as well
 """
 
 import importlib
 
+from ns3l_tf import registration
 from ns3l_tf.requirements import MISSING_TENSORFLOW
 
 __version__ = "0.2.0"
@@ -30,7 +35,21 @@ _PUBLIC = {
     "ns3l_negatives": "ns3l_tf.losses",
     **{
         name: ""
-        for name in ("config", "data", "experiment", "losses", "methods", "models", "negatives")
+        for name in (
+            "backend",
+            "config",
+            "data",
+            "distribute",
+            "experiment",
+            "inference",
+            "loop",
+            "losses",
+            "methods",
+            "models",
+            "negatives",
+            "training",
+            "tuning",
+        )
     },
 }
 
@@ -48,3 +67,6 @@ def __getattr__(name: str):
 
 
 __all__ = sorted(_PUBLIC)
+
+# `keras.saving.load_model` finds SSLModel once Keras is imported, before or after this.
+registration.register_when_keras_is_imported()

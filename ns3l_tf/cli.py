@@ -64,6 +64,20 @@ def require_tensorflow() -> None:
         usage_error(requirements.MISSING_TENSORFLOW)
 
 
+def use_backend(name: str) -> None:
+    """Makes Keras run on `name` (a resolved `--backend`): sets `KERAS_BACKEND` before Keras
+    is imported, or ends the program with one line (exit code 2) where that cannot be done."""
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        usage_error(
+            f"--backend={name}: Keras was already imported on {keras.backend.backend()}; set "
+            "KERAS_BACKEND before importing it"
+        )
+    if name == "jax" and not requirements.jax_installed():
+        usage_error(requirements.MISSING_JAX)
+    os.environ["KERAS_BACKEND"] = name
+
+
 def verbose() -> bool:
     return (_VERBOSE.present and _VERBOSE.value) or os.environ.get(VERBOSE_ENV) == "1"
 

@@ -14,6 +14,7 @@ costs one line, not a TensorFlow import.
 
 import dataclasses
 import os
+import sys
 from typing import Any
 
 from absl import flags
@@ -24,7 +25,23 @@ from ns3l_tf.data.sources import DATASETS
 from ns3l_tf.models import MODELS, PRECISIONS, PREPROCESSING
 from ns3l_tf.settings import ConfigError, non_negative, positive, setting
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel")
+# Keras backends the train step runs on (ns3l_tf.backend), and the strategies of each.
+BACKENDS = ("tensorflow", "jax")
+BACKEND_STRATEGIES = {
+    "tensorflow": ("default", "mirrored", "multi_worker"),
+    "jax": ("default", "data_parallel"),
+}
+
+
+def running_backend() -> str:
+    """The Keras backend of this process: Keras's own once it is imported, else what it will
+    pick ($KERAS_BACKEND, else tensorflow; a backend set only in ~/.keras/keras.json is read
+    once Keras is imported)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return keras.backend.backend()
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
 def _named(what: str, choices) -> settings_lib.Check:
@@ -176,10 +193,19 @@ class Config:
         "uninterrupted one (slower on some ops).",
         defines_run=False,
     )
+    backend: str | None = setting(
+        None,
+        "Keras backend of the train step: tensorflow or jax (default: $KERAS_BACKEND, else "
+        "tensorflow). The command lines set it before Keras is imported; tf.data still feeds "
+        "the data. A run resumes on either (bit for bit on the one it started on).",
+        check=_named("backend", BACKENDS),
+        defines_run=False,
+    )
     strategy: str = setting(
         "default",
-        "tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
-        "multi_worker (one process per machine; the cluster comes from TF_CONFIG). "
+        "How to use several devices: default (one device); on TensorFlow, mirrored (the GPUs "
+        "of this machine) or multi_worker (one process per machine; the cluster comes from "
+        "TF_CONFIG); on JAX, data_parallel (keras.distribution over every local device). "
         "--batch_size and --unlabeled_batch_size are global.",
         check=_named("strategy", STRATEGIES),
         defines_run=False,
@@ -201,7 +227,7 @@ class Config:
 
     def __init__(self, methods: dict[str, Any] | None = None, **values):
         """Run fields by name; method settings by `methods` and/or `<method>_<setting>`."""
-        run = {name: values.pop(name) for name in list(values) if name in _RUN_FIELDS}
+        run = {name: values.pop(name) for name in list(values) if name in RUN_FIELDS}
         sections = dict(methods or methods_lib.default_settings())
         for name, method in methods_lib.REGISTRY.items():
             prefix = f"{name}_"
@@ -218,8 +244,10 @@ class Config:
                     ) from None
         if values:
             raise TypeError(f"Config got unknown settings {sorted(values)}")
-        for field in _RUN_FIELDS.values():
+        for field in RUN_FIELDS.values():
             object.__setattr__(self, field.name, run.get(field.name, field.default))
+        if self.backend is None:
+            object.__setattr__(self, "backend", running_backend())
         object.__setattr__(self, "methods", sections)
         _validate(self)
 
@@ -274,13 +302,13 @@ class Config:
     def flag_values(self) -> dict[str, Any]:
         """`{flag name: value}` of every run field and method setting (what a flagfile or
         `results.json` holds)."""
-        run = {name: getattr(self, name) for name in _RUN_FIELDS}
+        run = {name: getattr(self, name) for name in RUN_FIELDS}
         return {**run, **methods_lib.flat_settings(self.methods)}
 
     def run_defining_values(self) -> dict[str, Any]:
         """`flag_values()` less where and how the run executes (`defines_run=False`): what a
         run directory must agree with to be resumed."""
-        execution = [n for n, f in _RUN_FIELDS.items() if not f.metadata["defines_run"]]
+        execution = [n for n, f in RUN_FIELDS.items() if not f.metadata["defines_run"]]
         return {k: v for k, v in self.flag_values().items() if k not in execution}
 
     @property
@@ -320,7 +348,7 @@ class Config:
         return os.path.join("runs", f"{name}_seed{self.seed}")
 
 
-_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "methods"}
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "methods"}
 
 
 def _validate(c: Config) -> None:
@@ -359,6 +387,12 @@ def _validate(c: Config) -> None:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
     if c.num_gpus and c.strategy != "mirrored":
         fail("num_gpus", "only applies to --strategy=mirrored")
+    if c.strategy not in BACKEND_STRATEGIES[c.backend]:
+        fail(
+            "strategy",
+            f"not on --backend={c.backend}; allowed there: "
+            + ", ".join(BACKEND_STRATEGIES[c.backend]),
+        )
     if c.train_steps % c.eval_every:
         fail("eval_every", f"must divide --train_steps={c.train_steps}")
     if c.checkpoint_every and c.eval_every % c.checkpoint_every:
@@ -429,7 +463,7 @@ _DEFINE_FLAG = {
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the flags of the run fields and of every registered method's settings that
     `flag_values` does not have yet (call again after registering a method)."""
-    declared = [("", f) for f in _RUN_FIELDS.values()]
+    declared = [("", f) for f in RUN_FIELDS.values()]
     for name, method in methods_lib.REGISTRY.items():
         declared += [(name, f) for f in dataclasses.fields(method.settings)]
     for prefix, field in declared:
@@ -441,7 +475,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     """Builds the validated `Config` from parsed flags (raises `ConfigError`)."""
-    names = list(_RUN_FIELDS) + list(methods_lib.flat_settings(methods_lib.default_settings()))
+    names = list(RUN_FIELDS) + list(methods_lib.flat_settings(methods_lib.default_settings()))
     return Config(**{name: flag_values[name].value for name in names})
 
 

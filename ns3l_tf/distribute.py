@@ -1,4 +1,5 @@
-"""Training on several GPUs and machines with `tf.distribute`.
+"""Training on several GPUs and machines: `tf.distribute` on TensorFlow, `keras.distribution`
+on JAX.
 
     strategy = make_strategy("mirrored", num_gpus=4)        # one machine, 4 GPUs
     with strategy.scope():
@@ -12,6 +13,12 @@ Batches are global: every replica gets `batch_size / replicas` labeled and unlab
 and `SSLModel.train_step` divides its local means by the number of replicas, so gradients
 (summed across replicas) are those of the global-batch mean and results do not depend on the
 number of replicas. An SSLModel built under several replicas synchronizes its backbone's BatchNorms.
+
+On JAX, `make_strategy("data_parallel")` sets a `keras.distribution.DataParallel` over every
+local device (in a multi-process JAX cluster, call `keras.distribution.initialize()` first):
+variables are replicated, each global batch is split along its first axis, and the one
+jit-compiled step computes global-batch means and BatchNorm moments (XLA inserts the
+all-reduces), so results do not depend on the device count either.
 """
 
 import os
@@ -34,13 +41,20 @@ def make_strategy(name: str, num_gpus: int = 0, devices=None) -> tf.distribute.S
         `num_gpus`; the CPU when there is none) or `multi_worker` (one process per machine,
         synchronous all-reduce; the cluster comes from the `TF_CONFIG` environment variable).
       num_gpus: GPUs for `mirrored`; 0 means every visible GPU.
-      devices: explicit device names for `mirrored` (e.g. two logical CPUs in tests).
+      devices: explicit device names for `mirrored` (e.g. two logical CPUs in tests), or JAX
+        devices for `data_parallel` (default: every local device).
 
     Raises:
       StrategyError: unknown name, too few GPUs, or `multi_worker` without `TF_CONFIG`.
     """
     if name not in STRATEGIES:
         raise StrategyError(f"--strategy={name}: unknown; allowed: {', '.join(STRATEGIES)}")
+    if keras.backend.backend() == "jax":
+        # tf.data and TensorBoard run beside JAX: TensorFlow must not claim the GPUs.
+        tf.config.set_visible_devices([], "GPU")
+    if name == "data_parallel":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return tf.distribute.get_strategy()
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -61,6 +75,15 @@ def make_strategy(name: str, num_gpus: int = 0, devices=None) -> tf.distribute.S
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def num_replicas(strategy: tf.distribute.Strategy) -> int:
+    """Devices that share each global batch: the strategy's replicas, or the devices of the
+    `keras.distribution` in effect (JAX)."""
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if distribution is not None:
+        return int(distribution.device_mesh.devices.size)
+    return strategy.num_replicas_in_sync
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes checkpoints and results: always, except on the workers
     of a multi-worker cluster other than worker 0 (or the `chief` task)."""
@@ -74,14 +97,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and resolver.task_id == 0
         and ("chief" not in resolver.cluster_spec().as_dict())
     )
-
-
-def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Auto-sharding by elements: every worker builds the same seeded stream and takes its
-    share of each global batch (files do not exist for in-memory data)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def evaluate_locally(model: keras.Model, dataset: tf.data.Dataset) -> dict:

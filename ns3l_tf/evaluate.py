@@ -12,7 +12,10 @@ preprocessing itself. `--split` evaluates the run's own test or validation split
 run read it) and prints the error; `--output` also writes every image's probabilities.
 `--images` (a `.npy` array `(N, H, W, C)` or a directory of PNG/JPEG files of the run's image
 size) writes probabilities and the predicted class per image to `--output` (CSV, or NPY of the
-`(N, K)` probabilities). `--export` writes a SavedModel or a TFLite file whose `serve`
+`(N, K)` probabilities). Evaluating a split also writes the run's evaluation report
+(`evaluation.json`: error, top-5 error, balanced and per-class accuracy, macro precision,
+recall and F1, NLL, Brier score, ECE, the confusion matrix; and its two pictures, see
+`ns3l_tf.evaluation_report`). `--export` writes a SavedModel or a TFLite file whose `serve`
 function maps raw float32 images to probabilities.
 
 Bad input (a missing or unfinished run, images of another shape, an unknown format) gets one
@@ -131,17 +134,22 @@ def main(argv):
         images, labels = split_images(run_dir, _SPLIT.value, _DATA_DIR.value)
         images = inference.check_images(images, model.image_shape, f"--split={_SPLIT.value}")
         probabilities = inference.predict_probabilities(model, images, _BATCH_SIZE.value)
-        error = inference.error_rate(probabilities, labels)
         if output:
             write_predictions(output, probabilities, [str(i) for i in range(len(images))], labels)
+        report = inference.write_evaluation(
+            run_dir, _SPLIT.value, _WEIGHTS.value, probabilities, labels
+        )
         print(
-            f"{_SPLIT.value} error {error:.2f}% on {len(labels)} images ({_WEIGHTS.value} "
-            f"weights of {run_dir})" + (f"; probabilities in {output}" if output else "")
+            f"{_SPLIT.value} error {report['error']:.2f}% on {len(labels)} images "
+            f"({_WEIGHTS.value} weights of {run_dir}); balanced accuracy "
+            f"{report['balanced_accuracy']:.2f}%, ECE {report['ece']:.4f}; report in "
+            f"{os.path.join(run_dir, inference.EVALUATION_FILE)}"
+            + (f"; probabilities in {output}" if output else "")
         )
     except (inference.InputError, run_dir_lib.RunDirError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
-        cli.runtime_error(str(error))
+    except (data_lib.CorruptDataError, data_lib.DownloadError, run_dir_lib.DamagedFileError) as e:
+        cli.runtime_error(str(e))
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
         cli.runtime_error(f"{error.strerror or error}{where}")

@@ -16,11 +16,12 @@ import dataclasses
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from ns3l_tf import data as data_lib
 from ns3l_tf import negatives
 from ns3l_tf.config import Config, ConfigError
-from ns3l_tf.models import augmentation, build_backbone, preprocessing
+from ns3l_tf.models import augmentation, build_backbone, precision, preprocessing
 from ns3l_tf.ssl_model import SSLModel
 
 
@@ -81,11 +82,23 @@ def build_augmentation(config: Config):
     )
 
 
+def _has_accelerator() -> bool:
+    """Whether the running backend computes on a GPU or TPU."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def build_model(config: Config, data: data_lib.SSLData) -> SSLModel:
     """The compiled, built `SSLModel` of `config`, taking `data`'s raw images; call it inside
     `strategy.scope()` to distribute it (with several replicas its BatchNorms compute moments
     over all of them)."""
     info = data_lib.DATASETS[config.dataset]
+    warning = precision.bfloat16_emulation_warning(config.precision, _has_accelerator())
+    if warning:
+        logging.warning(warning)
     backbone = build_backbone(
         config.model,
         info.num_classes,

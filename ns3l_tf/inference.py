@@ -9,20 +9,23 @@ A run's `model.keras` takes the dataset's raw images — uint8 (or float) pixel 
 run's training split) itself; its output is logits, `predict_probabilities` their softmax.
 """
 
+import contextlib
 import os
 import pathlib
+import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ns3l_tf import io_utils
+from ns3l_tf import evaluation_report, io_utils
 from ns3l_tf import run_dir as run_dir_lib
 from ns3l_tf.models import precision
 from ns3l_tf.ssl_model import SSLModel, load_model
 
 BEST_WEIGHTS_FILE = os.path.join("checkpoints", "best.weights.h5")
+EVALUATION_FILE = "evaluation.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 EXPORT_FORMATS = ("saved_model", "tflite")
 
@@ -38,10 +41,13 @@ def load_run_model(run_dir: str, weights: str = "last") -> SSLModel:
     Raises:
       RunDirError: no finished run there.
       InputError: no best weights (a run without validation data).
+      DamagedFileError: `model.keras` or the best weights cannot be read (truncated, empty).
     """
     if weights not in ("last", "best"):
         raise InputError(f"--weights={weights}: allowed: last, best")
-    model = load_model(run_dir_lib.finished_model_path(run_dir), compile=False)
+    path = run_dir_lib.finished_model_path(run_dir)
+    with _reading(path, "a .keras archive"):
+        model = load_model(path, compile=False)
     if weights == "best":
         path = os.path.join(run_dir, BEST_WEIGHTS_FILE)
         if not os.path.isfile(path):
@@ -49,8 +55,25 @@ def load_run_model(run_dir: str, weights: str = "last") -> SSLModel:
                 f"--weights=best: {path} does not exist (the run had no validation data); "
                 "use --weights=last"
             )
-        model.load_weights(path)
+        with _reading(path, "an HDF5 weights file"):
+            model.load_weights(path)
     return model
+
+
+@contextlib.contextmanager
+def _reading(path: str, what: str):
+    """Turns a failure to read the existing file `path` into one `DamagedFileError` line.
+
+    Keras reports a truncated or empty `.keras` or `.weights.h5` file as one of several
+    errors (a bad zip archive, "File not found", an HDF5 `OSError`); the file exists, so each
+    means the same: it is damaged."""
+    try:
+        yield
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+        summary = " ".join(str(error).split())[:200]
+        raise run_dir_lib.DamagedFileError(
+            f"{path}: damaged, not readable as {what} ({type(error).__name__}: {summary})"
+        ) from None
 
 
 def check_images(images: np.ndarray, image_shape: tuple, source: str) -> np.ndarray:
@@ -138,9 +161,24 @@ def predict_probabilities(model: SSLModel, images: np.ndarray, batch_size: int =
     return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
 
 
-def error_rate(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Percentage of images whose most probable class is not their label."""
-    return float(100.0 * np.mean(np.argmax(probabilities, axis=1) != labels))
+def write_evaluation(run_dir: str, split: str, weights: str, probabilities, labels) -> dict:
+    """Writes the evaluation report (`ns3l_tf.evaluation_report`) of `weights` on `split` into
+    `run_dir`: the entry `"<split>/<weights>"` of `evaluation.json` (other entries kept) and,
+    where matplotlib is installed, `<split>_<weights>_confusion_matrix.png` and
+    `<split>_<weights>_reliability_diagram.png`. Returns the report.
+
+    Raises:
+      DamagedFileError: an existing `evaluation.json` cannot be read.
+    """
+    report = evaluation_report.report(probabilities, labels)
+    path = os.path.join(run_dir, EVALUATION_FILE)
+    reports = run_dir_lib.read_json(path) if os.path.exists(path) else {}
+    reports[f"{split}/{weights}"] = report
+    io_utils.write_json(path, reports)
+    prefix = os.path.join(run_dir, f"{split}_{weights}_")
+    if evaluation_report.write_pictures(report, prefix, f"{split}, {weights} weights") is None:
+        logging.info("pictures of %s skipped: pip install matplotlib to draw them", path)
+    return report
 
 
 def export(model: SSLModel, path: str, format: str) -> str:

@@ -1,9 +1,10 @@
 """The training loop: `model.fit`'s contract, from any step, on any strategy.
 
 `fit(model, strategy, dataset, total_steps=..., eval_every=..., start_step=...)` runs the
-model's own `train_step` (through `strategy.run`, averaging the logs over replicas as `fit`
-does) from `start_step` to `total_steps`, in "epochs" of `eval_every` steps: callbacks get the
-calls `model.fit` gives them (train, epoch and batch begin/end, `on_test_begin/end` around
+model's own `train_step` (on TensorFlow through `strategy.run`, averaging the logs over
+replicas as `fit` does; on JAX jit-compiled over the whole batch: `ns3l_tf.backend`) from
+`start_step` to `total_steps`, in "epochs" of `eval_every` steps: callbacks get the calls
+`model.fit` gives them (train, epoch and batch begin/end, `on_test_begin/end` around
 validation, so `SwapEMAWeights` works), epoch logs carry `val_*` entries, and a callback may
 stop training with `model.stop_training = True`. Unlike `model.fit` it can start in the middle
 of an epoch (a resumed run) and it works under `MultiWorkerMirroredStrategy`, where Keras
@@ -18,18 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ns3l_tf import distribute
-
-
-def _train_function(model, strategy):
-    """One step on the next batch of a distributed iterator; logs averaged over replicas."""
-
-    def step(iterator):
-        logs = strategy.run(model.train_step, args=(next(iterator),))
-        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
-
-    jit = bool(model.jit_compile) and strategy.num_replicas_in_sync == 1
-    return tf.function(step, reduce_retracing=True, jit_compile=jit)
+from ns3l_tf import backend, distribute
 
 
 def fit(
@@ -75,10 +65,7 @@ def fit(
         verbose=verbose,
     )
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if multi_worker:
-        dataset = distribute.shard_by_data(dataset)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset.skip(start_step)))
-    train_function = _train_function(model, strategy)
+    train_function = backend.steps().make_train_function(model, dataset.skip(start_step), strategy)
     evaluate = distribute.evaluate_locally if multi_worker else _evaluate
 
     model.stop_training = False
@@ -93,7 +80,7 @@ def fit(
         callback_list.on_epoch_begin(epoch)
         for batch in range(first, eval_every):
             callback_list.on_train_batch_begin(batch)
-            logs = train_function(iterator)
+            logs = train_function()
             step += 1
             callback_list.on_train_batch_end(batch, logs)
             if model.stop_training:

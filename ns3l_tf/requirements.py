@@ -17,3 +17,14 @@ MISSING_TENSORFLOW = (
 def tensorflow_installed() -> bool:
     """Whether `import tensorflow` can find a package (without importing it)."""
     return importlib.util.find_spec("tensorflow") is not None
+
+
+MISSING_JAX = (
+    "--backend=jax: JAX is not installed; pip install 'ns3l_tf[jax]' (the CPU build), or "
+    "'jax[cuda12]' for NVIDIA GPUs"
+)
+
+
+def jax_installed() -> bool:
+    """Whether `import jax` can find a package (without importing it)."""
+    return importlib.util.find_spec("jax") is not None

@@ -30,6 +30,29 @@ class RunDirError(ConfigError):
     """The run directory cannot take this run; the message names the flag and why."""
 
 
+class DamagedFileError(RuntimeError):
+    """A file a run wrote cannot be read back (truncated, not JSON, not a `.keras` archive);
+    the message names it. A runtime failure (exit code 1), not a usage error."""
+
+
+def read_json(path: str) -> dict:
+    """The JSON object in `path`, a file the package wrote.
+
+    Raises:
+      DamagedFileError: it is not valid UTF-8 JSON holding an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedFileError(
+            f"{path}: damaged, not valid JSON ({error}); --overwrite starts the run again"
+        ) from None
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path}: damaged, holds a {type(value).__name__}, not an object")
+    return value
+
+
 def _nearest_existing(path: str) -> str:
     path = os.path.abspath(path)
     while not os.path.exists(path):
@@ -59,6 +82,7 @@ class RunDirectory:
         self.path = path
         self.flag = flag
         self._lock = None
+        self._flags = None
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -81,12 +105,15 @@ class RunDirectory:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunDirError(f"{prefix}: is not writable")
 
-    def open(self, flags: dict, overwrite: bool = False) -> "RunDirectory":
+    def open(self, flags: dict, overwrite: bool = False, record: bool = True) -> "RunDirectory":
         """Locks the directory and checks (or records) the flags that define the run.
 
         Args:
           flags: `{flag: value}` that define the run (JSON-serialisable).
           overwrite: empty the directory first (after taking the lock).
+          record: write `config.json` now for a new run; False defers it to `record_flags()`
+            (the command line records them once the data has loaded, so that a run that
+            fails on its data leaves nothing that would refuse the corrected retry).
 
         Raises:
           RunDirError: another live run holds it, or it holds a run with other flags.
@@ -111,8 +138,10 @@ class RunDirectory:
         if overwrite:
             self.clear()
         saved = self.saved_flags()
+        self._flags = flags
         if saved is None:
-            io_utils.write_json(self.file(CONFIG_FILE), flags)
+            if record:
+                self.record_flags()
         elif saved != flags:
             changed = differences(saved, flags)
             raise RunDirError(
@@ -122,13 +151,15 @@ class RunDirectory:
             )
         return self
 
+    def record_flags(self) -> None:
+        """Writes the flags given to `open` as `config.json`, unless it exists."""
+        if not os.path.exists(self.file(CONFIG_FILE)):
+            io_utils.write_json(self.file(CONFIG_FILE), self._flags)
+
     def saved_flags(self) -> dict | None:
         """The flags recorded when the run started, or None for a new directory."""
         path = self.file(CONFIG_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(path) if os.path.exists(path) else None
 
     def clear(self) -> None:
         """Removes everything in the directory but the lock."""
@@ -144,10 +175,7 @@ class RunDirectory:
     def finished(self) -> dict | None:
         """`results.json` of a finished run, or None."""
         path = self.file(RESULTS_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(path) if os.path.exists(path) else None
 
     def close(self) -> None:
         """Releases the lock."""

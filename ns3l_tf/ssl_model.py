@@ -4,10 +4,9 @@ import dataclasses
 import warnings
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from ns3l_tf import losses, methods, schedules, settings
+from ns3l_tf import backend, losses, methods, schedules, settings
 from ns3l_tf.metrics import ErrorRate
 from ns3l_tf.models import layers, precision
 
@@ -51,7 +50,8 @@ class SSLModel(keras.Model):
 
         sup_loss + Σ_terms weight · term   (e.g. sup_loss + λ₁ · ns3l_loss),
 
-    averaged over the global batch under a `tf.distribute` strategy. `fit` logs `loss`, every
+    averaged over the global batch (under a `tf.distribute` strategy or a
+    `keras.distribution` alike), on TensorFlow and JAX (`ns3l_tf.backend`). `fit` logs `loss`, every
     named term, `accuracy` (on the labeled batch), `ns3l_negatives` (mean negatives per
     unlabeled sample) and, given hidden labels, `ns3l_negative_error` (% of unlabeled samples
     whose negatives include their true class); `evaluate` logs `loss`, `accuracy` and
@@ -129,7 +129,7 @@ class SSLModel(keras.Model):
         _warn_on_double_preprocessing(backbone, preprocessing)
         self.backbone = backbone
         self._backbone_state = layers.BackboneState(backbone)
-        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        if backend.num_replicas_in_sync() > 1:
             self._backbone_state.synchronize()
         self.preprocessing = preprocessing
         self.augmentation = augmentation
@@ -260,7 +260,26 @@ class SSLModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)  # so its saved state loads
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One optimizer step: `train_step(data)` on TensorFlow, `train_step(state, data)` →
+        `(logs, state)` on JAX (`ns3l_tf.backend`); both run `compute_ssl_losses`."""
+        return backend.steps().train_step(self, *args)
+
+    def test_step(self, *args):
+        """Evaluation metrics of one `(images, labels)` batch (`ns3l_tf.backend`)."""
+        return backend.steps().test_step(self, *args)
+
+    def compute_ssl_losses(self, data):
+        """The training loss of one batch, written once for every backend.
+
+        Args:
+          data: `((x_l, y_l), x_u)` or `(x_l, y_l)` raw images (see the class docstring).
+
+        Returns:
+          `(loss, values, (labels, labeled_logits))`: the scalar float32 total
+          `Σ weight · rampup · term`, every named term's unweighted value and diagnostic by
+          name, and what the accuracy metric reads (`(B_l,)` labels, `(B_l, K)` logits).
+        """
         x_labeled, y_labeled, x_unlabeled, extras = _split_batch(data)
         if self.uses_unlabeled_data and x_unlabeled is None:
             raise ValueError(
@@ -272,32 +291,29 @@ class SSLModel(keras.Model):
         x_labeled = self.preprocess(x_labeled)
         if x_unlabeled is not None:
             x_unlabeled = self.preprocess(x_unlabeled)
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
-            if self._reads_unlabeled_extras:
-                outputs = dataclasses.replace(outputs, unlabeled_extras=extras)
-            contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
-            named_losses = {k: t for c in contributions for k, t in c.losses.items()}
-            step = self.optimizer.iterations
-            loss = ops.sum(ops.stack([t.weighted(step) for t in named_losses.values()]))
-            # Gradients are summed over replicas: divide local means by the replica count.
-            scaled_loss = self.optimizer.scale_loss(loss / num_replicas)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-
+        outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
+        if self._reads_unlabeled_extras:
+            outputs = dataclasses.replace(outputs, unlabeled_extras=extras)
+        contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
+        named_losses = {k: t for c in contributions for k, t in c.losses.items()}
+        step = self.optimizer.iterations
+        loss = ops.sum(ops.stack([t.weighted(step) for t in named_losses.values()]))
         # Log what this batch produced (e.g. ns3l_negative_error only given hidden labels).
         values = {"loss": loss}
         for contribution in contributions:
             values.update({name: term.value for name, term in contribution.losses.items()})
             values.update(contribution.metrics)
+        return loss, values, (outputs.labels, outputs.labeled_logits)
+
+    def update_train_metrics(self, values, accuracy_inputs) -> dict:
+        """Adds one step's `values` and accuracy to the running means; returns the logs."""
         for name, value in values.items():
             self._trackers[name].update_state(value)
-        self._accuracy.update_state(outputs.labels, outputs.labeled_logits)
+        self._accuracy.update_state(*accuracy_inputs)
         return {m.name: m.result() for m in [*map(self._trackers.get, values), self._accuracy]}
 
-    def test_step(self, data):
-        images, labels = data[0], data[1]
+    def update_test_metrics(self, images, labels) -> dict:
+        """Adds one evaluation batch's loss, accuracy and error; returns the logs."""
         logits = self(images, training=False)
         self._trackers["loss"].update_state(losses.cross_entropy(labels, logits))
         self._accuracy.update_state(labels, logits)
@@ -376,10 +392,9 @@ def _resolved(values, num_classes: int):
 def load_model(path: str, compile: bool = True) -> SSLModel:
     """Loads an `SSLModel` saved with `model.save(path)` (e.g. a run's `model.keras`).
 
-    `keras.saving.load_model` finds the package's classes only once their modules are
-    imported (they register themselves; without them it fails with "Could not locate class
-    'SSLModel'"); this imports every one, loads, and calls the model once, so that it can be
-    exported (`model.export`) at once.
+    Like `keras.saving.load_model` (which finds the package's classes once `ns3l_tf` is
+    imported: `ns3l_tf.registration`), then restores the switchable mixed-precision policies
+    and calls the model once, so that it can be exported (`model.export`) at once.
 
     Args:
       path: a `.keras` file.

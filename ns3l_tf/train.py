@@ -18,7 +18,7 @@ from ns3l_tf import cli
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
 from ns3l_tf.config import ConfigError, config_from_flags
-from ns3l_tf.run_dir import RunDirectory
+from ns3l_tf.run_dir import DamagedFileError, RunDirectory
 
 flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
 flags.adopt_module_key_flags(cli)
@@ -41,19 +41,22 @@ def main(argv: list[str]) -> None:
     cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
+        cli.use_backend(config.backend)
         cli.require_tensorflow()
         run_dir = None  # only the chief of a multi-worker cluster writes
         if cli.is_chief_process(config.strategy):
             run_dir = RunDirectory(config.run_dir)
-            run_dir.open(config.run_defining_values(), cli.OVERWRITE.value)
+            run_dir.open(config.run_defining_values(), cli.OVERWRITE.value, record=False)
             finished = run_dir.finished()
             if finished is not None:
                 print(f"finished already: {summary(finished, config.run_dir)}")
                 return
         data = data_lib.load_ssl_data(**config.split_arguments())  # TensorFlow only for TFDS
+        if run_dir is not None:
+            run_dir.record_flags()  # only now: a run whose data fails to load leaves no config
     except (ConfigError, data_lib.DataNotFoundError) as error:
         cli.usage_error(str(error))
-    except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
+    except (data_lib.CorruptDataError, data_lib.DownloadError, DamagedFileError) as error:
         cli.runtime_error(str(error))
     except KeyboardInterrupt:
         cli.interrupted("interrupted before training started", 2)

@@ -3,9 +3,11 @@
 `run(config)` is what `python -m ns3l_tf.train` calls. It writes into `config.run_dir`:
 `config.json` (the flags that define the run), `split.npz`, `checkpoints/` (the resumable
 state `state.json` + `state-<step>.npz`, and `best.weights.h5`), `tensorboard/`, and at the
-end `model.keras` and `results.json` (written last, atomically: a run is finished when it
-exists). Calling it again with the same config resumes from the last checkpoint, or returns
-the finished run's results without training.
+end `model.keras`, the test split's evaluation report of the last and best weights
+(`evaluation.json`, `test_{last,best}_confusion_matrix.png` and `..._reliability_diagram.png`)
+and `results.json` (written last, atomically: a run is finished when it exists). Calling it
+again with the same config resumes from the last checkpoint, or returns the finished run's
+results without training.
 """
 
 import math
@@ -17,7 +19,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from ns3l_tf import checkpoints, distribute, experiment, io_utils, loop
+from ns3l_tf import checkpoints, distribute, experiment, inference, io_utils, loop
 from ns3l_tf import data as data_lib
 from ns3l_tf.callbacks import (
     BestWeights,
@@ -27,8 +29,38 @@ from ns3l_tf.callbacks import (
     TensorBoardAtSteps,
     TerminateOnNonFiniteLoss,
 )
-from ns3l_tf.config import Config
+from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.run_dir import RunDirectory
+
+
+def _write_evaluations(run_dir: str, model, data, step: int) -> None:
+    """The evaluation report on the test split (`evaluation.json` and its pictures, see
+    `inference.write_evaluation`) of the last weights and, where validation chose some, of the
+    best; the last weights' per-class accuracies and ECE also go to TensorBoard at `step`.
+    Leaves the model with the best weights."""
+    last = inference.predict_probabilities(model, data.test_images)
+    report = inference.write_evaluation(run_dir, "test", "last", last, data.test_labels)
+    with tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "test")).as_default():
+        for k, accuracy in enumerate(report["per_class_accuracy"]):
+            if accuracy is not None:
+                tf.summary.scalar(f"class_{k}_accuracy", accuracy, step=step)
+        tf.summary.scalar("ece", report["ece"], step=step)
+        tf.summary.scalar("balanced_accuracy", report["balanced_accuracy"], step=step)
+    best = os.path.join(run_dir, inference.BEST_WEIGHTS_FILE)
+    if os.path.isfile(best):
+        model.load_weights(best)
+        probabilities = inference.predict_probabilities(model, data.test_images)
+        inference.write_evaluation(run_dir, "test", "best", probabilities, data.test_labels)
+
+
+def _versions() -> dict[str, str]:
+    """The versions of what computed the run: TensorFlow, Keras and, on JAX, JAX."""
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    return versions
 
 
 class DivergenceError(RuntimeError):
@@ -119,11 +151,16 @@ def run(
 
 
 def _train(config, data, verbose, strategy, writes) -> dict:
+    if config.backend != keras.backend.backend():
+        raise ConfigError(
+            f"--backend={config.backend}: Keras runs on {keras.backend.backend()} in this "
+            "process; set KERAS_BACKEND before importing Keras"
+        )
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if data is None:
         data = experiment.load_data(config)
-    num_replicas = strategy.num_replicas_in_sync
+    num_replicas = distribute.num_replicas(strategy)
     experiment.check_divisible(config, num_replicas)
     keras.utils.set_random_seed(config.seed)
     start = time.time()
@@ -234,6 +271,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         raise TrainingInterruptedError(step, signals.received)
     if writes:
         io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
+        _write_evaluations(run_dir, model, data, step)
 
     last, best_record = history.records[-1], history.best or {}
     results = {
@@ -253,7 +291,8 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         "data": data.source,
         "num_replicas": num_replicas,
         "flags": {**config.flag_values(), "ns3l_threshold": config.threshold},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "backend": keras.backend.backend(),
+        "versions": _versions(),
         "history": history.records,
     }
     if writes:

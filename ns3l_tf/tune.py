@@ -59,6 +59,7 @@ def main(argv: list[str]) -> None:
         config = config_from_flags()
         space = SearchSpace(_float_pair(_THRESHOLD_RANGE), _float_pair(_WEIGHT_RANGE))
         check_search(config, _TUNER.value, _MAX_TRIALS.value)
+        cli.use_backend(config.backend)
         cli.require_tensorflow()
         directory = _TUNE_DIR.value or os.path.join(
             "runs", "tune", os.path.basename(config.run_dir)

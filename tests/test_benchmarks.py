@@ -15,6 +15,7 @@ from .conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 import augment_placement  # noqa: E402
+import backends  # noqa: E402
 import budget_ablation  # noqa: E402
 import common  # noqa: E402
 import fmnist_2000  # noqa: E402
@@ -544,3 +545,20 @@ def test_paired_test_against_hand_computed_values():
     )
     with pytest.raises(ValueError, match="paired_test takes 2 to 16 differences, got 1"):
         common.paired_test([1.0])
+
+
+def test_backends_report_pairs_the_seeds_both_backends_finished():
+    run = lambda error, seconds: {"test_error": error, "seconds": seconds}  # noqa: E731
+    results = {
+        "tensorflow": {1: run(20.0, 100), 2: run(22.0, 110), 3: run(21.0, 90)},
+        "jax": {1: run(21.0, 700), 2: run(21.0, 800)},
+    }
+    summary = backends.report(results, steps=600)
+    assert summary["backends"]["tensorflow"]["test_error"] == pytest.approx((21.0, 1.0))
+    assert summary["backends"]["jax"]["seconds"] == pytest.approx((750.0, 70.710678))
+    paired = summary["jax_minus_tensorflow"]
+    assert paired["seeds"] == [1, 2] and paired["mean"] == pytest.approx(0.0)
+    assert (paired["negative"], paired["positive"]) == (1, 1)
+    text = backends.markdown(summary)
+    assert "| jax | 1, 2 | 21.00 ± 0.00 | 750.00 ± 70.71 |" in text
+    assert "JAX − TensorFlow, paired by seed (1, 2): +0.00 % points" in text

@@ -4,6 +4,7 @@ the run's figures on raw images, predicts new images, exports, and refuses bad i
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -66,6 +67,37 @@ def test_the_saved_model_reproduces_the_runs_errors_in_a_fresh_process(run_dir, 
     best = _cli("evaluate", f"--run_dir={run_dir}", "--weights=best", "--split=validation")
     assert best.returncode == 0, best.stderr[-2000:]
     assert f"validation error {results['best_val_error']:.2f}% on 1000 images" in best.stdout
+    # The report: the run's own entries, and the one this evaluation added.
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert {"test/last", "test/best", "validation/best"} <= set(evaluation)
+    assert evaluation["validation/best"]["error"] == pytest.approx(results["best_val_error"])
+    assert evaluation["validation/best"]["images"] == 1000
+    assert (run_dir / "validation_best_reliability_diagram.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.large
+@pytest.mark.parametrize(
+    "damaged, content, command, message",
+    [
+        ("model.keras", b"PK\x03\x04 cut", "evaluate", "model.keras: damaged, not readable"),
+        ("model.keras", b"", "evaluate", "model.keras: damaged, not readable"),
+        ("results.json", b'{"test_error": 1', "train", "results.json: damaged, not valid JSON"),
+        ("config.json", b"\xff\xfe", "train", "config.json: damaged, not valid JSON"),
+        ("evaluation.json", b"[1, 2]", "evaluate", "evaluation.json: damaged, holds a list"),
+    ],
+)
+def test_a_damaged_run_file_is_one_line_naming_it(
+    run_dir, tmp_path, damaged, content, command, message
+):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / damaged).write_bytes(content)
+    flags = [*RUN_FLAGS, f"--output_dir={copy}"] if command == "train" else [f"--run_dir={copy}"]
+    result = _cli(command, *flags)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: {copy / damaged}") and message in lines[-1], lines
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.large

@@ -12,7 +12,13 @@ from .conftest import REPO_ROOT
 
 # Lowest first; a module may import from its own layer or any layer below.
 LAYERS = [
-    ("ns3l_tf.settings", "ns3l_tf.io_utils", "ns3l_tf.requirements", "ns3l_tf.flagfiles"),
+    (
+        "ns3l_tf.settings",
+        "ns3l_tf.io_utils",
+        "ns3l_tf.requirements",
+        "ns3l_tf.flagfiles",
+        "ns3l_tf.registration",
+    ),
     (
         "ns3l_tf.losses",
         "ns3l_tf.schedules",
@@ -20,6 +26,8 @@ LAYERS = [
         "ns3l_tf.models",
         "ns3l_tf.data",
         "ns3l_tf.checkpoints",
+        "ns3l_tf.backend",
+        "ns3l_tf.evaluation_report",
     ),
     ("ns3l_tf.methods", "ns3l_tf.negatives"),
     ("ns3l_tf.ssl_model", "ns3l_tf.callbacks", "ns3l_tf.config", "ns3l_tf.run_dir"),
@@ -27,6 +35,7 @@ LAYERS = [
     ("ns3l_tf.training", "ns3l_tf.tuning", "ns3l_tf.inference"),
     (
         "ns3l_tf.cli",
+        "ns3l_tf.flag_reference",
         "ns3l_tf.train",
         "ns3l_tf.tune",
         "ns3l_tf.inspect_data",

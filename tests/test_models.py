@@ -9,7 +9,8 @@ from ns3l_tf import models
 def test_wrn28_2_parameter_count():
     model = models.wrn28_2(num_classes=10)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    # SPEC.md §2: "about 1.47 M parameters for K=10"; 3,616 of them are BN moving statistics.
+    # Oliver et al.'s WRN-28-2 has about 1.47 M parameters for K=10; 3,616 of them are BN
+    # moving statistics.
     assert model.count_params() == 1_471_226
     assert trainable == 1_467_610
     assert model.output_shape == (None, 10)

@@ -122,3 +122,28 @@ def test_without_tensorflow_the_library_says_which_extra_to_install(monkeypatch)
     monkeypatch.setattr(importlib, "import_module", no_tensorflow)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'ns3l_tf\[cpu\]'"):
         ns3l_tf.__getattr__("SSLModel")
+
+
+def test_every_submodule_the_readme_names_is_an_attribute_of_the_package():
+    for name in ("training", "tuning", "backend", "loop", "inference", "distribute"):
+        module = getattr(ns3l_tf, name)
+        assert module.__name__ == f"ns3l_tf.{name}"
+    assert callable(ns3l_tf.training.run) and callable(ns3l_tf.tuning.run)
+    with pytest.raises(AttributeError, match="has no attribute 'trainng'"):
+        ns3l_tf.trainng  # noqa: B018
+
+
+def test_without_jax_backend_jax_is_one_line_naming_the_extra(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name)
+    )
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.use_backend("jax")
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "error: --backend=jax: JAX is not installed; pip install 'ns3l_tf[jax]' (the CPU "
+        "build), or 'jax[cuda12]' for NVIDIA GPUs"
+    )

@@ -106,3 +106,30 @@ def test_precision_is_checked_and_recorded():
     with pytest.raises(ValueError, match="--precision=float8: unknown precision; allowed"):
         Config(precision="float8")
     assert Config(precision="mixed_bfloat16").flag_values()["precision"] == "mixed_bfloat16"
+
+
+def test_mixed_bfloat16_warns_only_on_x86_cpus_without_bfloat16_units(tmp_path, monkeypatch):
+    from ns3l_tf.models import precision
+
+    def cpuinfo(flags):
+        path = tmp_path / f"cpuinfo_{len(flags)}"
+        path.write_text(f"processor\t: 0\nflags\t\t: {' '.join(flags)}\n\nprocessor\t: 1\n")
+        return str(path)
+
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    avx2, native = cpuinfo(["fpu", "sse2", "avx2", "fma"]), cpuinfo(["avx2", "avx512_bf16"])
+    real = precision.cpu_flags
+    monkeypatch.setattr(precision, "cpu_flags", lambda: real(avx2))
+    assert precision.cpu_flags() == {"fpu", "sse2", "avx2", "fma"}
+    warning = precision.bfloat16_emulation_warning("mixed_bfloat16", accelerator=False)
+    assert warning.startswith("--precision=mixed_bfloat16: this CPU has no bfloat16 units")
+    assert "\n" not in warning
+    assert precision.bfloat16_emulation_warning("float32", accelerator=False) is None
+    assert precision.bfloat16_emulation_warning("mixed_bfloat16", accelerator=True) is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: real(native))
+    assert precision.bfloat16_emulation_warning("mixed_bfloat16", accelerator=False) is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: real(str(tmp_path / "missing")))
+    assert precision.bfloat16_emulation_warning("mixed_bfloat16", accelerator=False) is None
+    monkeypatch.setattr(precision.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: real(avx2))
+    assert precision.bfloat16_emulation_warning("mixed_bfloat16", accelerator=False) is None

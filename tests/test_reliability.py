@@ -271,7 +271,12 @@ def test_broken_data_is_one_line_and_never_a_fallback(
     assert result.returncode == code, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    assert not (tmp_path / "run" / "results.json").exists()
+    # Nothing but the lock: no config.json, so a retry with other flags is not refused.
+    assert os.listdir(tmp_path / "run") == [".lock"]
+    if case == "missing":
+        retried = _train(tmp_path / "run", f"--data_dir={fashion_mnist_copy}", "--seed=5",
+                         "--train_steps=8", "--eval_every=8", "--lr_decay_step=0")  # fmt: skip
+        assert retried.returncode == 0, retried.stderr[-2000:]
 
 
 def test_the_files_read_and_their_digests_are_recorded(fashion_mnist_copy):

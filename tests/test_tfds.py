@@ -107,7 +107,8 @@ def test_flips_only_where_allowed(name):
 
 
 def test_standard_split_sizes_of_spec():
-    """SPEC.md §4 / the paper: labeled, unlabeled and validation sizes at the standard settings."""
+    """Oliver et al.'s and the paper's labeled, unlabeled and validation sizes at the standard
+    settings."""
     expected = {
         ("cifar10", 4000): (4000, 41000, 5000),
         ("cifar10", 250): (250, 44750, 5000),

@@ -165,11 +165,25 @@ def test_cli_end_to_end(tmp_path):
         ".lock",
         "checkpoints",
         "config.json",
+        "evaluation.json",
         "model.keras",
         "results.json",
         "split.npz",
         "tensorboard",
+        "test_best_confusion_matrix.png",
+        "test_best_reliability_diagram.png",
+        "test_last_confusion_matrix.png",
+        "test_last_reliability_diagram.png",
     ]
+    evaluation = json.loads((output_dir / "evaluation.json").read_text())
+    assert sorted(evaluation) == ["test/best", "test/last"]
+    # results.json holds the float32 metric of Keras (84.19000244); the report counts exactly.
+    assert evaluation["test/last"]["error"] == pytest.approx(results["test_error"], abs=1e-4)
+    assert evaluation["test/best"]["error"] == pytest.approx(
+        results["best_val_test_error"], abs=1e-4
+    )
+    assert evaluation["test/last"]["images"] == 10000 and evaluation["test/last"]["ece_bins"] == 15
+    assert sum(map(sum, evaluation["test/last"]["confusion_matrix"])) == 10000
     split = np.load(output_dir / "split.npz")
     assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
     checkpoints = sorted(os.listdir(output_dir / "checkpoints"))

@@ -1,4 +1,6 @@
-"""Batched, stateless, in-graph augmentation of the input pipeline (SPEC.md §4).
+"""Batched, stateless, in-graph augmentation of the input pipeline (random translation with
+reflect padding and horizontal flips, as in Oliver et al.'s `lib/dataset_utils.py` and
+MixMatch's `libml/data.py`).
 
 All functions take a whole batch `(B, H, W, C)` of any dtype (raw uint8 images here) and a
 stateless seed `(2,)` int tensor, so the same seed gives the same batch on every run and

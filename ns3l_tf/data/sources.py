@@ -38,7 +38,8 @@ class CorruptDataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """Static facts about a dataset (SPEC.md §4).
+    """Static facts about a dataset (the sizes and augmentations of Oliver et al. (2018) and
+    MixMatch's protocols; Fashion-MNIST as in the paper's Table 5).
 
     Attributes:
       name: the `--dataset` value and TFDS name.

@@ -1,10 +1,9 @@
 """Virtual adversarial training (Miyato et al. 2017) as a base method, as in Oliver et al."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from ns3l_tf import losses
+from ns3l_tf import backend, losses
 from ns3l_tf.methods.base import (
     BaseOutputs,
     Contribution,
@@ -65,12 +64,13 @@ class VAT:
         clean_logits = ops.stop_gradient(clean_logits)
         d = keras.random.normal(ops.shape(x_unlabeled), seed=self.seed_generator)
         r = self.xi * unit_vectors(d)
-        with tf.GradientTape() as tape:
-            tape.watch(r)
+
+        def divergence(r):
             with frozen_batchnorm_statistics(), precision.full_precision():
                 perturbed_logits = model.classify(x_unlabeled + r, training=True)
-            divergence = losses.kl_divergence(clean_logits, perturbed_logits)
-        gradient = ops.stop_gradient(tape.gradient(divergence, r))
+            return losses.kl_divergence(clean_logits, perturbed_logits)
+
+        gradient = ops.stop_gradient(backend.input_gradient(divergence, r))
         return self.epsilon * unit_vectors(gradient)
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:

@@ -10,6 +10,7 @@ softmax, log or loss, and the input preprocessing and augmentation layers are fl
 """
 
 import contextlib
+import platform
 import threading
 
 import keras
@@ -86,4 +87,42 @@ def switches_to_float32(model: keras.Model) -> bool:
     return all(
         isinstance(layer.dtype_policy, SwitchablePolicy) or layer.compute_dtype == "float32"
         for layer in all_layers(model)
+    )
+
+
+# CPU flags (Linux /proc/cpuinfo) of native bfloat16 matrix arithmetic on x86-64.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The feature flags the kernel reports for this CPU; None where it reports none (not
+    Linux, or no `flags` line, as on ARM)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            lines = [line for line in f if line.startswith("flags")]
+    except OSError:
+        return None
+    return set(lines[0].split(":", 1)[1].split()) if lines else None
+
+
+def bfloat16_emulation_warning(precision: str, accelerator: bool) -> str | None:
+    """The one-line warning for `mixed_bfloat16` on an x86-64 CPU without bfloat16 units
+    (AVX512_BF16 or AMX), where oneDNN and XLA emulate it and a step can be slower than in
+    float32; None where it is native, an accelerator computes, or nothing is known.
+
+    Args:
+      precision: the run's `--precision`.
+      accelerator: whether a GPU or TPU does the computing.
+    """
+    if precision != "mixed_bfloat16" or accelerator:
+        return None
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    flags = cpu_flags()
+    if flags is None or flags & set(BFLOAT16_CPU_FLAGS):
+        return None
+    return (
+        "--precision=mixed_bfloat16: this CPU has no bfloat16 units (no AVX512_BF16 or AMX "
+        "flag in /proc/cpuinfo), so bfloat16 is emulated and may be slower than "
+        "--precision=float32"
     )

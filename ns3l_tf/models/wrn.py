@@ -1,4 +1,5 @@
-"""WRN-28-2 as in Oliver et al. (2018) and MixMatch (SPEC.md §2)."""
+"""WRN-28-2 as in Oliver et al. (2018; brain-research/realistic-ssl-evaluation
+`lib/networks.py`) and MixMatch (google-research/mixmatch `libml/models.py`)."""
 
 import keras
 
