@@ -32,15 +32,17 @@ demo: install data
 	$(BIN)/python -m ns3l_tf.train --flagfile=flags/fmnist_quick.cfg
 
 # Tests run in TEST_WORKERS processes (pytest-xdist): TensorFlow's tracing and the tests'
-# subprocess start-ups are single-threaded, so two processes keep 2 cores busy.
+# subprocess start-ups are single-threaded, so two processes keep 2 cores busy. Each test
+# module stays in one process (--dist loadscope), so a module's shared trained run or
+# two-backend comparison (scope="module" fixtures) is computed once, not once per process.
 TEST_WORKERS ?= 2
 
 test: install data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The unit tests alone (no test marked large): the quick answer while developing.
 test-fast: install data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not large"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not large"
 
 # The documentation site in site/ (the flag reference is generated first, by docs/hooks.py).
 docs: install

@@ -24,6 +24,7 @@ all-reduces), so results do not depend on the device count either.
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ns3l_tf.config import STRATEGIES
@@ -97,6 +98,19 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and resolver.task_id == 0
         and ("chief" not in resolver.cluster_spec().as_dict())
     )
+
+
+def predict_locally(model: keras.Model, images, batch_size: int = 1000):
+    """`(N, K)` class probabilities of raw `images`, computed by this process alone in
+    cross-replica context (as `evaluate_locally`), so it needs no collective: under
+    `MultiWorkerMirroredStrategy`, `Model.predict` would wait for the other workers."""
+    batches = [
+        keras.ops.convert_to_numpy(
+            keras.ops.softmax(model(images[i : i + batch_size], training=False), axis=-1)
+        )
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(batches, axis=0)
 
 
 def evaluate_locally(model: keras.Model, dataset: tf.data.Dataset) -> dict:

@@ -33,12 +33,14 @@ from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.run_dir import RunDirectory
 
 
-def _write_evaluations(run_dir: str, model, data, step: int) -> None:
+def _write_evaluations(run_dir: str, model, data, step: int, multi_worker: bool) -> None:
     """The evaluation report on the test split (`evaluation.json` and its pictures, see
     `inference.write_evaluation`) of the last weights and, where validation chose some, of the
     best; the last weights' per-class accuracies and ECE also go to TensorBoard at `step`.
-    Leaves the model with the best weights."""
-    last = inference.predict_probabilities(model, data.test_images)
+    Leaves the model with the best weights. In a multi-worker cluster the chief predicts
+    alone (`distribute.predict_locally`), the other workers having finished."""
+    predict = distribute.predict_locally if multi_worker else inference.predict_probabilities
+    last = predict(model, data.test_images)
     report = inference.write_evaluation(run_dir, "test", "last", last, data.test_labels)
     with tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "test")).as_default():
         for k, accuracy in enumerate(report["per_class_accuracy"]):
@@ -49,7 +51,7 @@ def _write_evaluations(run_dir: str, model, data, step: int) -> None:
     best = os.path.join(run_dir, inference.BEST_WEIGHTS_FILE)
     if os.path.isfile(best):
         model.load_weights(best)
-        probabilities = inference.predict_probabilities(model, data.test_images)
+        probabilities = predict(model, data.test_images)
         inference.write_evaluation(run_dir, "test", "best", probabilities, data.test_labels)
 
 
@@ -271,7 +273,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         raise TrainingInterruptedError(step, signals.received)
     if writes:
         io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
-        _write_evaluations(run_dir, model, data, step)
+        _write_evaluations(run_dir, model, data, step, multi_worker)
 
     last, best_record = history.records[-1], history.best or {}
     results = {

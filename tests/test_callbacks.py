@@ -26,6 +26,7 @@ class _RawTestError(keras.callbacks.Callback):
         )
 
 
+@pytest.mark.large
 def test_test_split_is_evaluated_with_the_ema_weights(small_data):
     keras.utils.set_random_seed(0)
     standardize = preprocessing.standardize(small_data.mean, small_data.std)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ns3l_tf import data as data_lib
@@ -34,6 +35,7 @@ def test_grid_holds_originals_then_augmentations(small_data):
     np.testing.assert_array_equal(first, small_data.labeled_images[0, :, :, 0])
 
 
+@pytest.mark.large
 def test_inspection_command_on_real_fashion_mnist(tmp_path):
     png = tmp_path / "grid.png"
     result = subprocess.run(

@@ -114,6 +114,7 @@ def _python(code_or_args, env=None, timeout=300):
 
 
 @pytest.mark.parametrize("algorithm", ["ns3l", "pseudo_label+ns3l"])
+@pytest.mark.large
 def test_two_mirrored_cpu_replicas_match_one_device(algorithm):
     result = _python(["-c", MIRRORED_STEP, algorithm])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -130,6 +131,7 @@ def test_two_mirrored_cpu_replicas_match_one_device(algorithm):
 
 
 @pytest.mark.parametrize("algorithm", ["vat+ns3l", "mixmatch+ns3l"])
+@pytest.mark.large
 def test_mirrored_replicas_keep_identical_copies(algorithm):
     result = _python(["-c", MIRRORED_REPLICAS_AGREE, algorithm])
     assert result.returncode == 0, result.stderr[-3000:]

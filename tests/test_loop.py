@@ -87,6 +87,7 @@ def test_loop_trains_like_fit_and_makes_the_same_calls(small_data, ema):
     assert loop_calls.calls[-1][2] == sorted(history)
 
 
+@pytest.mark.large
 def test_a_run_stopped_mid_epoch_resumes_from_its_checkpoint_to_the_same_weights(
     small_data, tmp_path
 ):

@@ -307,6 +307,7 @@ def test_config_refuses_impossible_negatives(changes, message):
     assert message in str(error.value)
 
 
+@pytest.mark.large
 def test_nearest_neighbour_run_end_to_end(small_data, tmp_path):
     config = Config(
         algorithm="ns3l",

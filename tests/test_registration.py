@@ -39,6 +39,7 @@ def _python(code):
 
 
 @pytest.mark.parametrize("imports", ["import ns3l_tf, keras", "import keras, ns3l_tf"])
+@pytest.mark.large
 def test_keras_load_model_finds_the_classes_after_import_ns3l_tf(saved, imports):
     code = (
         imports

@@ -273,10 +273,17 @@ def test_broken_data_is_one_line_and_never_a_fallback(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     # Nothing but the lock: no config.json, so a retry with other flags is not refused.
     assert os.listdir(tmp_path / "run") == [".lock"]
-    if case == "missing":
-        retried = _train(tmp_path / "run", f"--data_dir={fashion_mnist_copy}", "--seed=5",
-                         "--train_steps=8", "--eval_every=8", "--lr_decay_step=0")  # fmt: skip
-        assert retried.returncode == 0, retried.stderr[-2000:]
+
+
+@pytest.mark.large
+def test_a_run_that_failed_on_missing_data_takes_the_corrected_retry(fashion_mnist_copy, tmp_path):
+    directory = _broken_copy(fashion_mnist_copy, tmp_path, "t10k-images-idx3-ubyte.gz", None)
+    failed = _train(tmp_path / "run", f"--data_dir={directory}")
+    assert failed.returncode == 2 and os.listdir(tmp_path / "run") == [".lock"]
+    retried = _train(tmp_path / "run", f"--data_dir={fashion_mnist_copy}", "--seed=5",
+                     "--train_steps=8", "--eval_every=8", "--lr_decay_step=0")  # fmt: skip
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 5
 
 
 def test_the_files_read_and_their_digests_are_recorded(fashion_mnist_copy):

@@ -195,6 +195,7 @@ def test_cli_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     "flagfile", ["fmnist_2000_pseudo_label", "fmnist_2000_vat_ns3l", "fmnist_2000_mixmatch_ns3l"]
 )
+@pytest.mark.large
 def test_every_method_family_trains_from_its_flagfile(
     flagfile, small_data, saved_flags, monkeypatch, tmp_path
 ):

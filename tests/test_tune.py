@@ -24,6 +24,7 @@ def _config(**changes):
     return Config(**{**settings, **changes})
 
 
+@pytest.mark.large
 def test_two_trial_search_writes_its_table_and_best_flagfile(
     small_data, tmp_path, saved_flags, monkeypatch
 ):

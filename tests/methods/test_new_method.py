@@ -73,6 +73,7 @@ def test_a_registered_term_trains_from_ssl_model(confidence_method, small_data):
         SSLModel(models.small_cnn(), 10, algorithm="confidence", confidence_target=1.5)
 
 
+@pytest.mark.large
 def test_a_registered_term_trains_from_the_command_line_flags(
     confidence_method, small_data, tmp_path
 ):

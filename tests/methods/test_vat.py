@@ -23,6 +23,7 @@ def _kl(model, x, clean_logits, r):
         return float(losses.kl_divergence(clean_logits, model(x + r, training=True)))
 
 
+@pytest.mark.large
 def test_adversarial_perturbation_has_norm_epsilon_and_beats_random(small_data):
     model = method_checks.build("vat", vat_epsilon=2.0)
     x_l, y_l, x_u = method_checks.fixed_batch(small_data, n_unlabeled=32)
