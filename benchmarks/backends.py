@@ -1,14 +1,14 @@
 """NS³L on real Fashion-MNIST trained on TensorFlow and on JAX: the same test error?
 
-    python benchmarks/backends.py                        # seeds 1-3, 600 steps, float32
+    python benchmarks/backends.py                        # seeds 1-3, 1,200 steps, float32
     python benchmarks/backends.py --report_only          # the table of the finished runs
 
 Every run is `python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg --backend=<b>` with
 2,000 labeled, 5,000 validation and 53,000 unlabeled images, NS³L with T = 0.03, float32 on
-both backends (on a CPU without native bfloat16 units JAX emulates it), `--steps` steps with
-the learning rate ×0.2 after two thirds of them. The budget is what JAX's CPU step allows
-(a jitted step of 64 + 64 images takes about 0.7 s on 2 cores, against 0.1 s on TensorFlow); the
-question is only whether the backends agree. Their random streams differ (Keras draws with
+both backends (XLA's CPU bfloat16 is slower than its float32), `--steps` steps with the
+learning rate ×0.2 after two thirds of them. The budget is what JAX's CPU step allows (a
+jitted NS³L step of 64 + 64 images takes 0.18 s on 2 cores, against 0.08 s on TensorFlow:
+`step_time.md`); the question is only whether the backends agree. Their random streams differ (Keras draws with
 `tf.random` on one and `jax.random` on the other), so a seed pairs the data split, not the
 draws: agreement means a paired difference within seed noise. Runs whose `results.json`
 exists are reused, so an interrupted benchmark resumes. Writes
@@ -122,7 +122,7 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds, each run on both backends.")
-    flags.DEFINE_integer("steps", 600, "Training steps per run.")
+    flags.DEFINE_integer("steps", 1200, "Training steps per run (the demo's budget).")
     flags.DEFINE_string(
         "runs_dir", os.path.join(RESULTS_DIR, "runs", "backends"), "Where each run writes."
     )
