@@ -8,10 +8,10 @@ Every run is `python -m ns3l_tf.train --flagfile=flags/fmnist_2000.cfg --backend
 both backends (XLA's CPU bfloat16 is slower than its float32), `--steps` steps with the
 learning rate ×0.2 after two thirds of them. The budget is what JAX's CPU step allows (a
 jitted NS³L step of 64 + 64 images takes 0.18 s on 2 cores, against 0.08 s on TensorFlow:
-`step_time.md`); the question is only whether the backends agree. Their random streams differ (Keras draws with
-`tf.random` on one and `jax.random` on the other), so a seed pairs the data split, not the
-draws: agreement means a paired difference within seed noise. Runs whose `results.json`
-exists are reused, so an interrupted benchmark resumes. Writes
+`step_time.md`); the question is only whether the backends agree. Their random streams
+differ (Keras draws with `tf.random` on one and `jax.random` on the other), so a seed pairs
+the data split, not the draws: agreement means a paired difference within seed noise. Runs
+whose `results.json` exists are reused, so an interrupted benchmark resumes. Writes
 `benchmarks/results/backends.{json,md}`: per backend the mean ± std of the final test error
 and the seconds per run, and the paired JAX − TensorFlow differences with their t-interval
 and sign test.
