@@ -136,15 +136,7 @@ def xla_step_flops(model: SSLModel, batch) -> int:
     """Floating-point operations of one jitted JAX `train_step`, by XLA's cost analysis."""
     import jax
 
-    state = tuple(
-        [v.value for v in group]
-        for group in (
-            model.trainable_variables,
-            model.non_trainable_variables,
-            model.optimizer.variables,
-            model.metrics_variables,
-        )
-    )
+    state = backend.steps().state_of(model)
     compiled = jax.jit(model.train_step).lower(state, batch).compile()
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis

@@ -24,7 +24,7 @@ def input_gradient(fn, x):
     return jax.grad(fn)(x)
 
 
-def _variable_groups(model):
+def variable_groups(model):
     """The model's variables in the order of a train step's state."""
     return (
         model.trainable_variables,
@@ -32,6 +32,11 @@ def _variable_groups(model):
         model.optimizer.variables,
         model.metrics_variables,
     )
+
+
+def state_of(model) -> tuple:
+    """The values of the model's variables as a train step's `state`."""
+    return tuple([v.value for v in group] for group in variable_groups(model))
 
 
 def make_train_function(model, dataset, strategy=None):
@@ -59,9 +64,8 @@ def make_train_function(model, dataset, strategy=None):
         )
 
     def train_function():
-        state = tuple([v.value for v in group] for group in _variable_groups(model))
-        logs, state = step(state, keras.tree.map_structure(place, next(batches)))
-        for variables, values in zip(_variable_groups(model), state):
+        logs, state = step(state_of(model), keras.tree.map_structure(place, next(batches)))
+        for variables, values in zip(variable_groups(model), state):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         return logs

@@ -84,20 +84,11 @@ def batch(model, rng):
 def train_step(model, data):
     """One step on the running backend; returns the logs as floats."""
     if keras.backend.backend() == "jax":
-        state = (
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            [v.value for v in model.optimizer.variables],
-            [v.value for v in model.metrics_variables],
-        )
+        from ns3l_tf.backend import jax as jax_steps
+
+        state = jax_steps.state_of(model)
         logs, state = model.train_step(state, data)
-        groups = (
-            model.trainable_variables,
-            model.non_trainable_variables,
-            model.optimizer.variables,
-            model.metrics_variables,
-        )
-        for variables, values in zip(groups, state):
+        for variables, values in zip(jax_steps.variable_groups(model), state):
             for variable, value in zip(variables, values):
                 variable.assign(value)
     else:
