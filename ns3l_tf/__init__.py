@@ -29,7 +29,7 @@ _PUBLIC = {
     "ErrorRate": "ns3l_tf.metrics",
     "SSLModel": "ns3l_tf.ssl_model",
     "load_model": "ns3l_tf.ssl_model",
-    "default_ns3l_threshold": "ns3l_tf.methods",
+    "default_ns3l_threshold": "ns3l_tf.methods.ns3l",
     "negative_sampling_loss": "ns3l_tf.losses",
     "ns3l_loss": "ns3l_tf.losses",
     "ns3l_negatives": "ns3l_tf.losses",

@@ -287,9 +287,17 @@ class Config:
         return DATASETS[self.dataset].flip if self.flip is None else self.flip
 
     @property
-    def threshold(self) -> float:
-        """NS³L's T with the default 0.4 / K resolved."""
-        return self.methods["ns3l"].threshold_for(self.num_classes)
+    def resolved_methods(self) -> dict[str, Any]:
+        """`methods` with the data-dependent defaults resolved (NS³L's T = 0.4 / K)."""
+        return {
+            name: settings_lib.resolved(values, self.num_classes)
+            for name, values in self.methods.items()
+        }
+
+    def resolved_flag_values(self) -> dict[str, Any]:
+        """`flag_values()` with the data-dependent defaults resolved: what a run records."""
+        run = {name: getattr(self, name) for name in RUN_FIELDS}
+        return {**run, **methods_lib.flat_settings(self.resolved_methods)}
 
     @property
     def algorithm_spec(self) -> methods_lib.AlgorithmSpec:
@@ -349,6 +357,12 @@ class Config:
 
 
 RUN_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "methods"}
+
+
+def default_flag_values() -> dict[str, Any]:
+    """`{flag name: declared default}` of every run field and registered method setting."""
+    run = {name: field.default for name, field in RUN_FIELDS.items()}
+    return {**run, **methods_lib.flat_settings(methods_lib.default_settings())}
 
 
 def _validate(c: Config) -> None:

@@ -19,7 +19,6 @@ import tensorflow as tf
 from absl import logging
 
 from ns3l_tf import data as data_lib
-from ns3l_tf import negatives
 from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.models import augmentation, build_backbone, precision, preprocessing
 from ns3l_tf.ssl_model import SSLModel
@@ -123,29 +122,25 @@ def unlabeled_extras(model: SSLModel, data: data_lib.SSLData, config: Config) ->
     """The per-image arrays the model's train step reads beside the unlabeled images.
 
     The hidden true labels go in whenever they are known and the pool is all in memory (for
-    the `ns3l_negative_error` diagnostic; `oracle` needs them); the nearest-neighbour
-    selectors get their masks, computed here once.
+    diagnostics such as `ns3l_negative_error`; NS³L's `oracle` needs them); a method that
+    needs arrays only the data can give computes them here, once (its `pipeline_extras`,
+    e.g. NS³L's nearest-neighbour candidates).
 
     Raises:
-      ConfigError: the selector needs what this data cannot give.
+      ConfigError: a method needs what this data cannot give.
     """
     keys = model.unlabeled_extra_keys
     extras = {}
-    selector = config.methods["ns3l"].selector
     if "labels" in keys and data.extra_unlabeled is None:
         extras["labels"] = data.unlabeled_labels.astype(np.int32)
-    elif selector == "oracle":
+    for term in model.additive_terms:
+        if hasattr(term, "pipeline_extras"):
+            extras.update(term.pipeline_extras(data))
+    missing = [k for k in model.required_unlabeled_extra_keys if k not in extras]
+    if missing:
         raise ConfigError(
-            "--ns3l_selector=oracle: the unlabeled pool has no known labels (an extra split is "
-            "streamed); oracle is a diagnostic for labeled benchmark pools only"
-        )
-    if "nn_candidates" in keys:
-        extras["nn_candidates"] = negatives.nearest_neighbour_candidates(
-            data.unlabeled_images,
-            data.labeled_images,
-            data.labeled_labels,
-            data.info.num_classes,
-            selector,
+            f"--algorithm={config.algorithm}: needs the unlabeled pool's {missing[0]!r}, which "
+            "this data cannot give (an extra split is streamed without labels)"
         )
     return extras
 

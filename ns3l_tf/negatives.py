@@ -33,7 +33,7 @@ A nearest-neighbour selector's *candidates* are fixed for a run: `nearest_neighb
 computes them once (Euclidean distance in pixel space, batched matrix products) and the input
 pipeline carries each image's row with the image as the extra `nn_candidates`
 (`train_dataset(unlabeled_extras=...)`). Which combinations of selector, method and data work
-is decided by `ns3l_tf.methods.check_combination`.
+is decided by NS³L's own rules (`ns3l_tf.methods.ns3l.check_ns3l`).
 
     selector = NegativeSelector("uniform", num_classes=10, count=3, seed_generator=gen)
     mask = selector(targets, extras={})  # (batch, 10), three ones per row
@@ -44,7 +44,7 @@ import tensorflow as tf
 from keras import ops, random
 
 from ns3l_tf import losses
-from ns3l_tf.methods import NEAREST_NEIGHBOUR_SELECTORS, SELECTORS
+from ns3l_tf.methods.ns3l import NEAREST_NEIGHBOUR_SELECTORS, SELECTORS
 
 # Nearest labeled images whose classes each image-wise rule excludes (None: the furthest's).
 EXCLUDED_NEIGHBOURS = {
@@ -165,7 +165,7 @@ def nearest_neighbour_candidates(
       labeled_images: `(N_l, H, W, C)` uint8 images.
       labeled_labels: `(N_l,)` integer labels.
       num_classes: K.
-      selector: one of `methods.NEAREST_NEIGHBOUR_SELECTORS`.
+      selector: one of `methods.ns3l.NEAREST_NEIGHBOUR_SELECTORS`.
       chunk_size: unlabeled images per matrix product.
 
     Returns:
@@ -195,7 +195,7 @@ def nearest_neighbour_candidates(
 
 
 class NegativeSelector:
-    """Chooses the negatives of the rows of an unlabeled batch, by one of `methods.SELECTORS`.
+    """Chooses the negatives of the rows of an unlabeled batch, by one of `methods.ns3l.SELECTORS`.
 
     Called with the base method's detached targets `(B, K)` and `extras`, the per-image
     tensors the input pipeline carried with the unlabeled batch: `labels` `(B,)` (hidden true
@@ -203,7 +203,7 @@ class NegativeSelector:
     precomputed candidates).
 
     Args:
-      name: one of `methods.SELECTORS`.
+      name: one of `methods.ns3l.SELECTORS`.
       num_classes: K.
       threshold: T for `threshold` (a float or a non-trainable `keras.Variable`).
       count: P for the selectors that draw (`DRAWING`).

@@ -60,13 +60,19 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
-def differences(saved: dict, wanted: dict) -> list[str]:
-    """`--flag=saved→wanted` for each flag whose value differs (or exists on one side only)."""
+def differences(saved: dict, wanted: dict, defaults: dict | None = None) -> list[str]:
+    """`--flag=saved→wanted` for each flag whose value differs (or exists on one side only).
+
+    A flag that `saved` lacks (one added to the package after the run started) and that
+    `wanted` holds at its value in `defaults` is no difference: the run computed that default.
+    """
+    defaults = defaults or {}
     keys = sorted(set(saved) | set(wanted))
     return [
         f"--{k}={saved.get(k, '(unset)')}→{wanted.get(k, '(unset)')}"
         for k in keys
         if saved.get(k) != wanted.get(k)
+        and not (k not in saved and k in defaults and wanted.get(k) == defaults[k])
     ]
 
 
@@ -105,7 +111,13 @@ class RunDirectory:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunDirError(f"{prefix}: is not writable")
 
-    def open(self, flags: dict, overwrite: bool = False, record: bool = True) -> "RunDirectory":
+    def open(
+        self,
+        flags: dict,
+        overwrite: bool = False,
+        record: bool = True,
+        defaults: dict | None = None,
+    ) -> "RunDirectory":
         """Locks the directory and checks (or records) the flags that define the run.
 
         Args:
@@ -142,8 +154,7 @@ class RunDirectory:
         if saved is None:
             if record:
                 self.record_flags()
-        elif saved != flags:
-            changed = differences(saved, flags)
+        elif changed := differences(saved, flags, defaults):
             raise RunDirError(
                 f"--{self.flag}={self.path}: holds a run with other flags ({', '.join(changed)}); "
                 "pass the same flags to resume it, --overwrite to start again, or choose "

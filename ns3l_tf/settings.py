@@ -33,6 +33,8 @@ def setting(
     check: Check | None = None,
     tunable: bool = False,
     defines_run: bool = True,
+    default_for: Callable[[int], Any] | None = None,
+    search: "SearchRange | None" = None,
 ):
     """A settings-dataclass field.
 
@@ -45,9 +47,33 @@ def setting(
       defines_run: whether the value is part of what a run computes (a run directory refuses
         a rerun that changes it); False for where and how it runs (paths, devices, batch size
         of evaluation, checkpoint frequency).
+      default_for: for a None default, the value it stands for with K classes (NS³L's
+        T = 0.4 / K); `resolved` fills it in, and results files record the resolved value.
+      search: the range `ns3l-tune` searches by default (a `SearchRange`).
     """
-    metadata = {"help": help_text, "check": check, "tunable": tunable, "defines_run": defines_run}
+    metadata = {
+        "help": help_text,
+        "check": check,
+        "tunable": tunable,
+        "defines_run": defines_run,
+        "default_for": default_for,
+        "search": search,
+    }
     return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRange:
+    """A log-uniform search range `[low, high]`; with `per_class`, of the value times K (a
+    threshold that scales with 1/K, searched alike for 10 and 100 classes)."""
+
+    low: float
+    high: float
+    per_class: bool = False
+
+    def __post_init__(self):
+        if not 0.0 < self.low < self.high:
+            raise ValueError(f"need 0 < low < high, got {self.low}, {self.high}")
 
 
 def positive(value) -> str | None:
@@ -102,6 +128,25 @@ def validate(prefix: str, values) -> None:
         message = check(value) if check is not None and value is not None else None
         if message:
             raise ConfigError(f"--{flag_name(prefix, field)}={value}: {message}")
+
+
+def resolved(values, num_classes: int):
+    """`values` with each None field that declares `default_for` resolved for K classes."""
+    derived = {
+        f.name: f.metadata["default_for"](num_classes)
+        for f in dataclasses.fields(values)
+        if getattr(values, f.name) is None and f.metadata.get("default_for") is not None
+    }
+    return dataclasses.replace(values, **derived) if derived else values
+
+
+def searchable_fields(settings_class: type) -> dict[str, SearchRange]:
+    """`{field name: its declared SearchRange}` of the fields declared searchable."""
+    return {
+        f.name: f.metadata["search"]
+        for f in dataclasses.fields(settings_class)
+        if f.metadata.get("search") is not None
+    }
 
 
 def tunable_fields(settings_class: type) -> tuple[str, ...]:

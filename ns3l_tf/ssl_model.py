@@ -122,7 +122,7 @@ class SSLModel(keras.Model):
                 "<method>_<setting> of a method registered in ns3l_tf.methods"
             )
         super().__init__(**model_kwargs)
-        values = {name: _resolved(v, num_classes) for name, v in values.items()}
+        values = {name: settings.resolved(v, num_classes) for name, v in values.items()}
         methods.validate_settings(values)
         methods.check_combination(algorithm, values, num_classes)
         _check_outputs_logits(backbone)
@@ -187,6 +187,22 @@ class SSLModel(keras.Model):
             return ()
         keys = [k for term in self.additive_terms for k in getattr(term, "extras_read", ())]
         return tuple(dict.fromkeys(keys))
+
+    @property
+    def required_unlabeled_extra_keys(self) -> tuple[str, ...]:
+        """The entries of `unlabeled_extra_keys` without which the train step cannot run
+        (e.g. `labels` for NS³L's `oracle`, `nn_candidates` for its nearest-neighbour
+        selectors); the others are diagnostics."""
+        if not self._reads_unlabeled_extras:
+            return ()
+        keys = [k for term in self.additive_terms for k in getattr(term, "extras_required", ())]
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def unlabeled_views(self) -> tuple[str, ...]:
+        """The kinds of view of each unlabeled image the train step expects (`methods.VIEW_KINDS`;
+        MixMatch: two weak views)."""
+        return self._base.unlabeled_views
 
     @property
     def unlabeled_augmentations(self) -> int:
@@ -380,13 +396,6 @@ def _warn_on_double_preprocessing(backbone: keras.Model, preprocessing) -> None:
 
 # keras.Model's own keyword arguments (what its get_config holds).
 _MODEL_KWARGS = ("name", "trainable", "dtype")
-
-
-def _resolved(values, num_classes: int):
-    """Settings with data-dependent defaults filled in (a settings class may define
-    `resolved(num_classes)`, e.g. NS³L's T = 0.4 / K)."""
-    resolve = getattr(values, "resolved", None)
-    return resolve(num_classes) if resolve is not None else values
 
 
 def load_model(path: str, compile: bool = True) -> SSLModel:

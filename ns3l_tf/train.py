@@ -46,7 +46,12 @@ def main(argv: list[str]) -> None:
         run_dir = None  # only the chief of a multi-worker cluster writes
         if cli.is_chief_process(config.strategy):
             run_dir = RunDirectory(config.run_dir)
-            run_dir.open(config.run_defining_values(), cli.OVERWRITE.value, record=False)
+            run_dir.open(
+                config.run_defining_values(),
+                cli.OVERWRITE.value,
+                record=False,
+                defaults=config_lib.default_flag_values(),
+            )
             finished = run_dir.finished()
             if finished is not None:
                 print(f"finished already: {summary(finished, config.run_dir)}")

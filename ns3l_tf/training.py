@@ -21,6 +21,7 @@ from absl import logging
 
 from ns3l_tf import checkpoints, distribute, experiment, inference, io_utils, loop
 from ns3l_tf import data as data_lib
+from ns3l_tf import methods as methods_lib
 from ns3l_tf.callbacks import (
     BestWeights,
     EvaluationHistory,
@@ -29,7 +30,7 @@ from ns3l_tf.callbacks import (
     TensorBoardAtSteps,
     TerminateOnNonFiniteLoss,
 )
-from ns3l_tf.config import Config, ConfigError
+from ns3l_tf.config import Config, ConfigError, default_flag_values
 from ns3l_tf.run_dir import RunDirectory
 
 
@@ -53,6 +54,14 @@ def _write_evaluations(run_dir: str, model, data, step: int, multi_worker: bool)
         model.load_weights(best)
         probabilities = predict(model, data.test_images)
         inference.write_evaluation(run_dir, "test", "best", probabilities, data.test_labels)
+
+
+def _named_settings(config: Config) -> str:
+    """The settings of the methods the algorithm names, resolved: `ns3l_threshold=0.04, ...`."""
+    spec = config.algorithm_spec
+    named = {n: config.resolved_methods[n] for n in (spec.base, *spec.terms)}
+    flat = methods_lib.flat_settings(named)
+    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "no settings"
 
 
 def _versions() -> dict[str, str]:
@@ -140,7 +149,9 @@ def run(
     writes = distribute.is_chief(strategy)
     opened_here = run_dir is None and writes
     if opened_here:
-        run_dir = RunDirectory(config.run_dir).open(config.run_defining_values(), overwrite)
+        run_dir = RunDirectory(config.run_dir).open(
+            config.run_defining_values(), overwrite, defaults=default_flag_values()
+        )
     try:
         finished = run_dir.finished() if run_dir else None
         if finished is not None:
@@ -172,8 +183,8 @@ def _train(config, data, verbose, strategy, writes) -> dict:
     preprocessing_seconds = time.time() - start
     if "nn_candidates" in extras:
         logging.info(
-            "%s candidates of %d unlabeled x %d labeled images: %.1f s, %.2f classes per image",
-            config.methods["ns3l"].selector,
+            "nearest-neighbour candidates of %d unlabeled x %d labeled images: %.1f s, "
+            "%.2f classes per image",
             len(data.unlabeled_images),
             len(data.labeled_images),
             preprocessing_seconds,
@@ -226,7 +237,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
             TensorBoardAtSteps(
                 os.path.join(run_dir, "tensorboard"),
                 config.eval_every,
-                hparams={**config.flag_values(), "ns3l_threshold": config.threshold},
+                hparams=config.resolved_flag_values(),
             ),
             StateCheckpoint(
                 checkpoint_dir,
@@ -242,7 +253,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         verbose = 1 if sys.stdout.isatty() else 2
     logging.info(
         "%s: %d labeled (digest %s), %d unlabeled, %d validation, %d test images; "
-        "%s with T=%g, lambda1=%g; %d replica(s)",
+        "%s (%s); %d replica(s)",
         config.dataset,
         len(data.labeled_labels),
         data.labeled_digest()[:16],
@@ -250,8 +261,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         len(data.validation_labels),
         len(data.test_labels),
         config.algorithm if model.uses_unlabeled_data else "supervised",
-        config.threshold,
-        config.methods["ns3l"].weight,
+        _named_settings(config),
         num_replicas,
     )
     step = loop.fit(
@@ -292,7 +302,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         "labeled_digest": data.labeled_digest(),
         "data": data.source,
         "num_replicas": num_replicas,
-        "flags": {**config.flag_values(), "ns3l_threshold": config.threshold},
+        "flags": config.resolved_flag_values(),
         "backend": keras.backend.backend(),
         "versions": _versions(),
         "history": history.records,

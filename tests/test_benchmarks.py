@@ -61,7 +61,7 @@ def test_every_table5_row_is_a_valid_run_of_the_papers_setting(row, saved_flags,
     assert (config.train_steps, config.lr_decay_step, config.eval_every) == (12000, 8000, 2000)
     assert config.precision == "mixed_bfloat16" and config.augments_in_model
     assert ns3l.views == 2
-    assert config.threshold == {"threshold_005": 0.05}.get(row, 0.03)
+    assert config.resolved_methods["ns3l"].threshold == {"threshold_005": 0.05}.get(row, 0.03)
 
 
 def test_budgets_decay_after_two_thirds_and_evaluate_about_six_times():

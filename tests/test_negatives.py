@@ -81,7 +81,7 @@ def _brute_force(unlabeled, labeled, labels, num_classes, rule):
     return mask
 
 
-@pytest.mark.parametrize("rule", methods.NEAREST_NEIGHBOUR_SELECTORS)
+@pytest.mark.parametrize("rule", methods.ns3l.NEAREST_NEIGHBOUR_SELECTORS)
 def test_nearest_neighbour_candidates_match_brute_force(rule, rng):
     unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
     labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)

@@ -9,9 +9,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from keras import ops
+from ns3l_tf.lazy import lazy
 
-from ns3l_tf.models.layers import frozen_batchnorm_statistics
+ops = lazy("keras.ops")
+layers = lazy("ns3l_tf.models.layers")
 
 Tensor = Any  # a backend tensor; keras.ops functions accept and return it
 
@@ -103,7 +104,7 @@ def second_view_of(model, x_labeled, x_unlabeled) -> Callable[[], Tensor]:
     """
 
     def view():
-        with frozen_batchnorm_statistics():
+        with layers.frozen_batchnorm_statistics():
             _, logits = forward_labeled_and_unlabeled(model, x_labeled, x_unlabeled)
         return ops.softmax(logits, axis=-1)
 

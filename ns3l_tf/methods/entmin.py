@@ -1,7 +1,22 @@
 """Entropy minimisation as an additive term (Grandvalet & Bengio 2005)."""
 
-from ns3l_tf import losses
+import dataclasses
+
+from ns3l_tf.lazy import lazy
 from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+from ns3l_tf.methods.registry import TERM, Method, register
+from ns3l_tf.settings import non_negative, setting
+
+losses = lazy("ns3l_tf.losses")
+
+
+@dataclasses.dataclass(frozen=True)
+class EntMinSettings:
+    """Entropy minimisation (Grandvalet & Bengio 2005)."""
+
+    weight: float = setting(
+        0.1, "Entropy minimisation's weight.", check=non_negative(), tunable=True
+    )
 
 
 class EntMin:
@@ -31,3 +46,6 @@ class EntMin:
         probs = outputs.consistency_probs
         value = losses.entropy(outputs.unlabeled_probs if probs is None else probs)
         return Contribution(losses={"entmin_loss": Term(value, self.weight)})
+
+
+register(Method("entmin", TERM, EntMinSettings, EntMin))

@@ -1,13 +1,32 @@
 """MixMatch (Berthelot et al. 2019) as a base method, following its reference implementation."""
 
+import dataclasses
 import functools
 
-import keras
-from keras import ops
-
-from ns3l_tf import losses, schedules
+from ns3l_tf.lazy import lazy
 from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
-from ns3l_tf.models.layers import frozen_batchnorm_statistics
+from ns3l_tf.methods.registry import BASE, Method, register
+from ns3l_tf.settings import non_negative, positive, setting
+
+keras = lazy("keras")
+ops = lazy("keras.ops")
+losses = lazy("ns3l_tf.losses")
+layers = lazy("ns3l_tf.models.layers")
+schedules = lazy("ns3l_tf.schedules")
+
+
+@dataclasses.dataclass(frozen=True)
+class MixMatchSettings:
+    """MixMatch (Berthelot et al. 2019)."""
+
+    weight: float = setting(
+        75.0, "MixMatch's unlabeled weight lambda_3.", check=non_negative(), tunable=True
+    )
+    temperature: float = setting(0.5, "MixMatch's sharpening temperature.", check=positive)
+    alpha: float = setting(0.75, "MixMatch's Beta(alpha, alpha) MixUp parameter.", check=positive)
+    rampup_steps: int = setting(
+        16384, "Steps of the linear warm-up of lambda_3.", check=non_negative()
+    )
 
 
 def interleave(chunks):
@@ -106,7 +125,7 @@ class MixMatch:
         `[classifier(yi, training=True) for yi in y]`).
         """
         augmentations = x_unlabeled.shape[1]
-        with frozen_batchnorm_statistics():
+        with layers.frozen_batchnorm_statistics():
             logits = [
                 model.classify(x_unlabeled[:, k], training=True) for k in range(augmentations)
             ]
@@ -136,7 +155,7 @@ class MixMatch:
 
         chunks = interleave(ops.split(mixed_inputs, augmentations + 1, axis=0))
         logits = [model.classify(chunks[0], training=True)]
-        with frozen_batchnorm_statistics():
+        with layers.frozen_batchnorm_statistics():
             logits += [model.classify(chunk, training=True) for chunk in chunks[1:]]
         logits = ops.concatenate(interleave(logits), axis=0)  # back in mixed order
 
@@ -156,3 +175,17 @@ class MixMatch:
                 }
             ),
         )
+
+
+register(
+    Method(
+        "mixmatch",
+        BASE,
+        MixMatchSettings,
+        MixMatch,
+        rows_are_images=False,
+        unlabeled_views=("weak", "weak"),
+        equal_batches=True,
+        augments_in_pipeline=True,  # libml/data.py:169-170, data_pair.py:25-32
+    )
+)

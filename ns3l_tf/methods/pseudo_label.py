@@ -1,8 +1,8 @@
 """Pseudo-Label (Lee 2013) as a base method, following Oliver et al. (2018)."""
 
-from keras import ops
+import dataclasses
 
-from ns3l_tf import losses
+from ns3l_tf.lazy import lazy
 from ns3l_tf.methods.base import (
     BaseOutputs,
     Contribution,
@@ -10,6 +10,21 @@ from ns3l_tf.methods.base import (
     forward_labeled_and_unlabeled,
     second_view_of,
 )
+from ns3l_tf.methods.registry import BASE, Method, register
+from ns3l_tf.settings import non_negative, setting, unit_interval_from_zero
+
+ops = lazy("keras.ops")
+losses = lazy("ns3l_tf.losses")
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabelSettings:
+    """Pseudo-Label (Lee 2013) as in Oliver et al. (2018)."""
+
+    threshold: float = setting(
+        0.95, "Pseudo-Label's confidence threshold.", check=unit_interval_from_zero
+    )
+    weight: float = setting(1.0, "Pseudo-Label's weight.", check=non_negative(), tunable=True)
 
 
 class PseudoLabel:
@@ -54,3 +69,6 @@ class PseudoLabel:
             ),
             second_view=second_view_of(model, x_labeled, x_unlabeled),
         )
+
+
+register(Method("pseudo_label", BASE, PseudoLabelSettings, PseudoLabel))

@@ -28,6 +28,32 @@ BASE = "base"
 TERM = "term"
 
 
+# The kinds of view of an unlabeled image a base method may ask for: `weak`, the dataset's
+# flips and translations (drawn in the input pipeline or in the network); `strong`, a weak
+# view then RandAugment and Cutout as in FixMatch (`ns3l_tf.models.augmentation`).
+VIEW_KINDS = ("weak", "strong")
+
+
+@dataclasses.dataclass(frozen=True)
+class CombinationSetup:
+    """What a method's own combination rules may read besides the settings.
+
+    Attributes:
+      num_classes: K.
+      streamed_unlabeled: the unlabeled pool includes a streamed extra split (SVHN `extra`,
+        STL-10 `unlabelled`): its images are not all in memory and have no known labels.
+      batch_sizes: `(labeled, unlabeled)` per step, when known.
+      augment: where images are augmented (`model` or `pipeline`), when set.
+      num_replicas: replicas that each run the train step on a share of the batch.
+    """
+
+    num_classes: int
+    streamed_unlabeled: bool = False
+    batch_sizes: tuple[int, int] | None = None
+    augment: str | None = None
+    num_replicas: int = 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A registered method.
@@ -39,11 +65,18 @@ class Method:
       implementation: the class, or `"module:Class"`.
       rows_are_images: (bases) whether row b of the unlabeled outputs is unlabeled image b
         (False for MixMatch, whose rows are mixtures).
-      unlabeled_augmentations: (bases) augmentations of each unlabeled image it needs.
+      unlabeled_views: (bases) the views of each unlabeled image it takes, by kind
+        (`VIEW_KINDS`): `("weak",)` gives `(B_u, H, W, C)` batches, more views
+        `(B_u, A, H, W, C)`, view a of kind `unlabeled_views[a]`.
       equal_batches: (bases) whether labeled and unlabeled batches must be equal in size.
       uses_unlabeled: (bases) whether it forwards unlabeled images by itself.
       augments_in_pipeline: (bases) whether its reference draws augmentations once per batch
-        in the input pipeline (MixMatch) rather than inside the network at every pass.
+        in the input pipeline (MixMatch, FixMatch) rather than inside the network at every
+        pass.
+      check: the method's own combination rules, `check(spec, values, setup)` with the
+        `AlgorithmSpec`, `{method name: settings}` and a `CombinationSetup`; raises
+        `ConfigError` naming the flag. Called whenever the method is part of the algorithm or
+        its settings differ from their defaults.
     """
 
     name: str
@@ -51,10 +84,16 @@ class Method:
     settings: type
     implementation: Any
     rows_are_images: bool = True
-    unlabeled_augmentations: int = 1
+    unlabeled_views: tuple[str, ...] = ("weak",)
     equal_batches: bool = False
     uses_unlabeled: bool = True
     augments_in_pipeline: bool = False
+    check: Callable[["AlgorithmSpec", dict, CombinationSetup], None] | None = None
+
+    @property
+    def unlabeled_augmentations(self) -> int:
+        """A, the views of each unlabeled image."""
+        return len(self.unlabeled_views)
 
     def implementation_class(self) -> type:
         if isinstance(self.implementation, str):
@@ -72,11 +111,14 @@ class MethodContext:
       seed_generator: a `keras.random.SeedGenerator` (random directions, MixUp, selectors).
       consistency_rampup: step → factor in [0, 1], Oliver et al.'s warm-up of the unlabeled
         terms' weights.
+      num_unlabeled: images in the unlabeled pool, for methods that keep per-image state
+        (FlexMatch); None when unknown.
     """
 
     num_classes: int
     seed_generator: Any
     consistency_rampup: Callable[[Any], Any]
+    num_unlabeled: int | None = None
 
 
 REGISTRY: dict[str, Method] = {}
@@ -90,6 +132,12 @@ def register(method: Method) -> Method:
         raise ValueError(f"role must be {BASE!r} or {TERM!r}, got {method.role!r}")
     if not dataclasses.is_dataclass(method.settings):
         raise TypeError(f"{method.name}: settings must be a dataclass")
+    unknown = set(method.unlabeled_views) - set(VIEW_KINDS)
+    if not method.unlabeled_views or unknown:
+        raise ValueError(
+            f"{method.name}: unlabeled_views must be kinds of {VIEW_KINDS}, got "
+            f"{method.unlabeled_views}"
+        )
     REGISTRY[method.name] = method
     return method
 
@@ -172,3 +220,78 @@ def validate_settings(values: dict[str, Any]) -> None:
     """Each method's field checks (raises `ConfigError` naming the flag)."""
     for name, method_values in values.items():
         settings_lib.validate(name, method_values)
+
+
+def check_combination(
+    algorithm: str,
+    values: dict,
+    num_classes: int,
+    *,
+    streamed_unlabeled: bool = False,
+    batch_sizes: tuple[int, int] | None = None,
+    augment: str | None = None,
+    num_replicas: int = 1,
+) -> AlgorithmSpec:
+    """Which algorithm and data combinations work: the rules every base declares by its
+    `Method` fields, then each named method's own `check`.
+
+    Args:
+      algorithm: the algorithm string.
+      values: `{method name: settings}` for (at least) the methods it names.
+      num_classes, streamed_unlabeled, batch_sizes, augment, num_replicas: see
+        `CombinationSetup`.
+
+    Returns:
+      The parsed algorithm.
+
+    Raises:
+      ConfigError: naming the flag and what is allowed.
+    """
+    try:
+        spec = parse_algorithm(algorithm)
+    except ValueError as error:
+        raise settings_lib.ConfigError(f"--algorithm={algorithm}: {error}") from None
+    base = REGISTRY[spec.base]
+    if augment == "model" and base.augments_in_pipeline:
+        raise settings_lib.ConfigError(
+            f"--augment=model: {spec.base} draws its augmentations in the input pipeline"
+        )
+    if batch_sizes is not None:
+        labeled, unlabeled = batch_sizes
+        if base.equal_batches and unlabeled != labeled:
+            raise settings_lib.ConfigError(
+                f"--unlabeled_batch_size={unlabeled}: must equal --batch_size={labeled} for "
+                f"{spec.base}"
+            )
+        if spec.needs_unlabeled(values) and unlabeled == 0:
+            raise settings_lib.ConfigError(
+                f"--unlabeled_batch_size=0: must be > 0 for --algorithm={algorithm}"
+            )
+    setup = CombinationSetup(num_classes, streamed_unlabeled, batch_sizes, augment, num_replicas)
+    # A method's rules also judge its settings when they are set but it is not named (NS³L's
+    # `--ns3l_selector=oracle` with `--algorithm=vat`: "needs the NS3L term").
+    named = {method.name for method in spec.methods}
+    changed = {n for n, v in values.items() if n in REGISTRY and v != REGISTRY[n].settings()}
+    for name in sorted(named | changed):
+        method = REGISTRY[name]
+        if method.check is not None:
+            method.check(spec, values, setup)
+    return spec
+
+
+def load_methods_module(name: str | None) -> None:
+    """Imports `name` (e.g. `"my_lab.methods"`), whose import registers its methods; None or
+    a module imported already does nothing.
+
+    Raises:
+      ConfigError: the module cannot be imported (naming `--methods_module`).
+    """
+    if not name:
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        raise settings_lib.ConfigError(
+            f"--methods_module={name}: cannot import it ({error}); give a module importable "
+            "from here (on PYTHONPATH or installed)"
+        ) from None

@@ -1,8 +1,8 @@
 """The supervised base method: cross-entropy on the labeled batch."""
 
-from keras import ops
+import dataclasses
 
-from ns3l_tf import losses
+from ns3l_tf.lazy import lazy
 from ns3l_tf.methods.base import (
     BaseOutputs,
     Contribution,
@@ -10,6 +10,15 @@ from ns3l_tf.methods.base import (
     forward_labeled_and_unlabeled,
     second_view_of,
 )
+from ns3l_tf.methods.registry import BASE, Method, register
+
+ops = lazy("keras.ops")
+losses = lazy("ns3l_tf.losses")
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedSettings:
+    """The supervised base method has no settings."""
 
 
 class Supervised:
@@ -56,3 +65,14 @@ class Supervised:
             contribution=Contribution(losses={"sup_loss": Term(sup_loss)}),
             second_view=second_view,
         )
+
+
+register(
+    Method(
+        "supervised",
+        BASE,
+        SupervisedSettings,
+        Supervised,
+        uses_unlabeled=False,  # forwards unlabeled images only when a term needs them
+    )
+)

@@ -1,9 +1,8 @@
 """Virtual adversarial training (Miyato et al. 2017) as a base method, as in Oliver et al."""
 
-import keras
-from keras import ops
+import dataclasses
 
-from ns3l_tf import backend, losses
+from ns3l_tf.lazy import lazy
 from ns3l_tf.methods.base import (
     BaseOutputs,
     Contribution,
@@ -11,8 +10,26 @@ from ns3l_tf.methods.base import (
     forward_labeled_and_unlabeled,
     second_view_of,
 )
-from ns3l_tf.models import precision
-from ns3l_tf.models.layers import frozen_batchnorm_statistics
+from ns3l_tf.methods.registry import BASE, Method, register
+from ns3l_tf.settings import non_negative, positive, setting
+
+keras = lazy("keras")
+ops = lazy("keras.ops")
+backend = lazy("ns3l_tf.backend")
+losses = lazy("ns3l_tf.losses")
+layers = lazy("ns3l_tf.models.layers")
+precision = lazy("ns3l_tf.models.precision")
+
+
+@dataclasses.dataclass(frozen=True)
+class VATSettings:
+    """Virtual adversarial training (Miyato et al. 2017)."""
+
+    epsilon: float = setting(
+        6.0, "VAT's perturbation norm per image (6 CIFAR, 1 SVHN).", check=positive
+    )
+    xi: float = setting(1e-6, "VAT's finite-difference step.", check=positive)
+    weight: float = setting(0.3, "VAT's weight lambda_2.", check=non_negative(), tunable=True)
 
 
 def unit_vectors(d):
@@ -66,7 +83,7 @@ class VAT:
         r = self.xi * unit_vectors(d)
 
         def divergence(r):
-            with frozen_batchnorm_statistics(), precision.full_precision():
+            with layers.frozen_batchnorm_statistics(), precision.full_precision():
                 perturbed_logits = model.classify(x_unlabeled + r, training=True)
             return losses.kl_divergence(clean_logits, perturbed_logits)
 
@@ -84,7 +101,7 @@ class VAT:
             model, x_labeled, x_unlabeled
         )
         r_adv = self.adversarial_perturbation(model, x_unlabeled, unlabeled_logits)
-        with frozen_batchnorm_statistics():
+        with layers.frozen_batchnorm_statistics():
             adversarial_logits = model.classify(x_unlabeled + r_adv, training=True)
         vat_loss = losses.reverse_kl_divergence(unlabeled_logits, adversarial_logits)
         unlabeled_probs = ops.softmax(unlabeled_logits, axis=-1)
@@ -102,3 +119,6 @@ class VAT:
             second_view=second_view_of(model, x_labeled, x_unlabeled),
             consistency_probs=ops.softmax(adversarial_logits, axis=-1),
         )
+
+
+register(Method("vat", BASE, VATSettings, VAT))
