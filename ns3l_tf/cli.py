@@ -14,6 +14,7 @@ import sys
 from absl import flags
 
 from ns3l_tf import flagfiles, requirements
+from ns3l_tf.settings import ConfigError
 
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
@@ -115,16 +116,25 @@ def is_chief_process(strategy: str) -> bool:
     )
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], define_flags=None) -> list[str]:
     """absl flag parsing whose errors exit with code 2 and one line (absl's own exit with 1),
     after `--preset` and `--flagfile` are expanded (`ns3l_tf.flagfiles`: includes relative to
     the including file).
 
+    Args:
+      argv: the command line.
+      define_flags: called with the expanded flags before parsing, to define flags they
+        make known (`config.define_methods_flags`: those of a `--methods_module`); may
+        raise `ConfigError`.
+
     Pass as `app.run(main, flags_parser=parse_flags)`.
     """
     try:
-        return flags.FLAGS([argv[0], *flagfiles.expand(argv[1:])])
-    except (flags.Error, flagfiles.FlagfileError) as error:
+        args = flagfiles.expand(argv[1:])
+        if define_flags is not None:
+            define_flags(args)
+        return flags.FLAGS([argv[0], *args])
+    except (flags.Error, flagfiles.FlagfileError, ConfigError) as error:
         usage_error(str(error))
 
 
@@ -142,9 +152,10 @@ def help_text(module_name: str) -> str:
     )
 
 
-def flags_parser(module_name: str):
+def flags_parser(module_name: str, define_flags=None):
     """`parse_flags` for the command line of `module_name`, answering `--help` (its
-    docstring and flags, exit 0, also from a console script) and `--version` first.
+    docstring and flags, exit 0, also from a console script) and `--version` first;
+    `define_flags` as in `parse_flags`.
 
     Pass as `app.run(main, flags_parser=cli.flags_parser(__name__))`.
     """
@@ -159,7 +170,7 @@ def flags_parser(module_name: str):
         if any(arg in HELP_FLAGS for arg in args):
             print(help_text(module_name))
             sys.exit(0)
-        return parse_flags(argv)
+        return parse_flags(argv, define_flags)
 
     return parse
 

@@ -139,6 +139,12 @@ class Config:
         "(needs --augment=model; 0.15 on CIFAR-10 in Oliver et al.).",
         check=non_negative(),
     )
+    methods_module: str | None = setting(
+        None,
+        "A module of yours to import first, whose import registers more methods (e.g. "
+        "my_lab.methods, importable from here); recorded with the run, so resuming and "
+        "evaluating it load it too.",
+    )
     algorithm: str = setting(
         "ns3l",
         "A base method (supervised, pseudo_label, vat, mixmatch) and any additive terms "
@@ -228,6 +234,7 @@ class Config:
     def __init__(self, methods: dict[str, Any] | None = None, **values):
         """Run fields by name; method settings by `methods` and/or `<method>_<setting>`."""
         run = {name: values.pop(name) for name in list(values) if name in RUN_FIELDS}
+        methods_lib.load_methods_module(run.get("methods_module"))
         sections = dict(methods or methods_lib.default_settings())
         for name, method in methods_lib.REGISTRY.items():
             prefix = f"{name}_"
@@ -476,7 +483,8 @@ _DEFINE_FLAG = {
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the flags of the run fields and of every registered method's settings that
-    `flag_values` does not have yet (call again after registering a method)."""
+    `flag_values` does not have yet (call again after registering a method). The command
+    lines call it at import; importing this module defines none."""
     declared = [("", f) for f in RUN_FIELDS.values()]
     for name, method in methods_lib.REGISTRY.items():
         declared += [(name, f) for f in dataclasses.fields(method.settings)]
@@ -487,10 +495,22 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             define(name, field.default, field.metadata["help"], flag_values=flag_values)
 
 
+def define_methods_flags(args: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Imports the `--methods_module` named in `args` (expanded command-line flags) and
+    defines the flags of the methods it registers, so that they parse. The command lines call
+    it before parsing (`cli.flags_parser(define_flags=...)`).
+
+    Raises:
+      ConfigError: the module cannot be imported.
+    """
+    for arg in args:
+        if arg.startswith(("--methods_module=", "-methods_module=")):
+            methods_lib.load_methods_module(arg.split("=", 1)[1])
+    define_flags(flag_values)
+
+
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     """Builds the validated `Config` from parsed flags (raises `ConfigError`)."""
+    methods_lib.load_methods_module(flag_values["methods_module"].value)
     names = list(RUN_FIELDS) + list(methods_lib.flat_settings(methods_lib.default_settings()))
-    return Config(**{name: flag_values[name].value for name in names})
-
-
-define_flags()
+    return Config(**{name: flag_values[name].value for name in names if name in flag_values})

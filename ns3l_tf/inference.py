@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ns3l_tf import evaluation_report, io_utils
+from ns3l_tf import evaluation_report, io_utils, methods
 from ns3l_tf import run_dir as run_dir_lib
 from ns3l_tf.models import precision
 from ns3l_tf.ssl_model import SSLModel, load_model
@@ -46,6 +46,9 @@ def load_run_model(run_dir: str, weights: str = "last") -> SSLModel:
     if weights not in ("last", "best"):
         raise InputError(f"--weights={weights}: allowed: last, best")
     path = run_dir_lib.finished_model_path(run_dir)
+    # A method of the run's own --methods_module must be registered before its model loads.
+    flags_of_run = run_dir_lib.RunDirectory(run_dir).finished().get("flags", {})
+    methods.load_methods_module(flags_of_run.get("methods_module"))
     with _reading(path, "a .keras archive"):
         model = load_model(path, compile=False)
     if weights == "best":

@@ -23,6 +23,7 @@ _PNG_COLUMNS = flags.DEFINE_integer("png_columns", 12, "Images per row of the gr
 _PNG_ROWS = flags.DEFINE_integer(
     "png_rows", 4, "Augmented rows below the originals.", lower_bound=1
 )
+config_lib.define_flags()
 flags.adopt_module_key_flags(config_lib)
 
 
@@ -108,7 +109,7 @@ def main(argv):
 
 def run():
     """The `ns3l-data` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__))
+    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
 
 
 if __name__ == "__main__":

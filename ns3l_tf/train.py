@@ -20,6 +20,7 @@ from ns3l_tf import data as data_lib
 from ns3l_tf.config import ConfigError, config_from_flags
 from ns3l_tf.run_dir import DamagedFileError, RunDirectory
 
+config_lib.define_flags()
 flags.adopt_module_key_flags(config_lib)  # --helpshort lists the Config flags
 flags.adopt_module_key_flags(cli)
 
@@ -97,7 +98,7 @@ def _train(config, data, run_dir) -> None:
 
 def run():
     """The `ns3l-train` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__))
+    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ _THRESHOLD_RANGE = flags.DEFINE_list(
     "threshold_range", ["0.05", "2.0"], "T times the number of classes: low,high (log scale)."
 )
 _WEIGHT_RANGE = flags.DEFINE_list("weight_range", ["0.1", "10"], "lambda_1: low,high (log).")
+config_lib.define_flags()
 flags.adopt_module_key_flags(config_lib)
 flags.adopt_module_key_flags(cli)
 
@@ -89,7 +90,7 @@ def main(argv: list[str]) -> None:
 
 def run():
     """The `ns3l-tune` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__))
+    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
 
 
 if __name__ == "__main__":

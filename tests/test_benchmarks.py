@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import ns3l_tf.train  # noqa: F401 (defines the flags)
 from ns3l_tf import cli
 from ns3l_tf.config import config_from_flags
 

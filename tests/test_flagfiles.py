@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ns3l_tf import cli, flagfiles
+from ns3l_tf import cli, flagfiles, train  # noqa: F401 (train defines the flags)
 from ns3l_tf.config import config_from_flags
 
 from .conftest import REPO_ROOT

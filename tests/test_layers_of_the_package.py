@@ -18,6 +18,7 @@ LAYERS = [
         "ns3l_tf.requirements",
         "ns3l_tf.flagfiles",
         "ns3l_tf.registration",
+        "ns3l_tf.lazy",
     ),
     (
         "ns3l_tf.losses",
@@ -63,11 +64,22 @@ def _module_name(path: pathlib.Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_lazy_import(node) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "lazy"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    )
+
+
 def _imports(path: pathlib.Path, module: str):
     """Every ns3l_tf module `path` imports, at any depth of the file."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
+        if _is_lazy_import(node):  # `ops = lazy("ns3l_tf.losses")` imports on first use
+            names = [node.args[0].value]
+        elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -127,3 +139,8 @@ def test_a_bad_flag_is_one_line_without_tensorflow(module, argv, message):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_lazy_imports_count_as_imports():
+    path = PACKAGE / "methods" / "vat.py"
+    assert {"ns3l_tf.losses", "ns3l_tf.backend"} <= set(_imports(path, "ns3l_tf.methods.vat"))

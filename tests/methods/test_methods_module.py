@@ -1,0 +1,112 @@
+"""A base method of a user's own, in one file outside the package, reached from every command
+line with `--methods_module`: trained, rerun into its directory, and evaluated."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ..conftest import REPO_ROOT
+
+# The whole method: settings, implementation and registration, importing no framework at
+# module level (as the package's own method modules do).
+LAB_METHODS = '''
+    """A lab's own base method: cross-entropy with label smoothing."""
+
+    import dataclasses
+
+    from ns3l_tf.lazy import lazy
+    from ns3l_tf.methods import BASE, Method, register
+    from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
+    from ns3l_tf.settings import setting, unit_interval_from_zero
+
+    ops = lazy("keras.ops")
+
+
+    @dataclasses.dataclass(frozen=True)
+    class SmoothedSettings:
+        epsilon: float = setting(0.1, "Label smoothing.", check=unit_interval_from_zero)
+
+
+    class Smoothed:
+        loss_names = ("smoothed_loss",)
+        metric_names = ()
+
+        def __init__(self, settings, context):
+            self.epsilon, self.num_classes = settings.epsilon, context.num_classes
+
+        def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None):
+            logits = model.classify(x_labeled, training=True)
+            targets = ops.one_hot(y_labeled, self.num_classes)
+            targets = targets * (1 - self.epsilon) + self.epsilon / self.num_classes
+            log_probs = ops.log_softmax(logits, axis=-1)
+            loss = -ops.mean(ops.sum(targets * log_probs, axis=-1))
+            return BaseOutputs(
+                logits, y_labeled, None, None, Contribution(losses={"smoothed_loss": Term(loss)})
+            )
+
+
+    register(Method("smoothed", BASE, SmoothedSettings, Smoothed, uses_unlabeled=False))
+'''
+
+
+def _run(module, *argv, cwd):
+    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO_ROOT}"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_an_unknown_methods_module_is_one_usage_line(tmp_path):
+    result = _run("ns3l_tf.train", "--methods_module=no_such_lab.methods", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: --methods_module=no_such_lab.methods: cannot import it (No module named"
+        )
+    )
+
+
+@pytest.mark.large
+def test_a_base_method_of_ones_own_trains_reruns_and_evaluates_from_the_cli(tmp_path):
+    (tmp_path / "lab_methods.py").write_text(textwrap.dedent(LAB_METHODS))
+    output_dir = tmp_path / "run"
+    train = [
+        "--methods_module=lab_methods",
+        "--algorithm=smoothed",
+        "--smoothed_epsilon=0.2",
+        "--train_steps=4",
+        "--eval_every=2",
+        "--batch_size=16",
+        "--num_labeled=100",
+        "--num_validation=500",
+        f"--output_dir={output_dir}",
+    ]
+    result = _run("ns3l_tf.train", *train, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["flags"]["methods_module"] == "lab_methods"
+    assert results["flags"]["smoothed_epsilon"] == 0.2
+    assert [r["step"] for r in results["history"]] == [2, 4]
+    assert all(r["smoothed_loss"] > 0 for r in results["history"])
+    saved = json.loads((output_dir / "config.json").read_text())
+    assert saved["algorithm"] == "smoothed" and saved["smoothed_epsilon"] == 0.2
+
+    again = _run("ns3l_tf.train", *train, cwd=tmp_path)  # its directory, its flags: accepted
+    assert again.returncode == 0 and "finished already" in again.stdout, again.stderr[-2000:]
+    other = _run("ns3l_tf.train", *train, "--smoothed_epsilon=0.3", cwd=tmp_path)
+    assert other.returncode == 2 and "--smoothed_epsilon=0.2→0.3" in other.stderr
+
+    evaluated = _run("ns3l_tf.evaluate", f"--run_dir={output_dir}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert f"{results['test_error']:.2f}%" in evaluated.stdout
