@@ -303,8 +303,7 @@ class Config:
 
     def resolved_flag_values(self) -> dict[str, Any]:
         """`flag_values()` with the data-dependent defaults resolved: what a run records."""
-        run = {name: getattr(self, name) for name in RUN_FIELDS}
-        return {**run, **methods_lib.flat_settings(self.resolved_methods)}
+        return {**self.flag_values(), **methods_lib.flat_settings(self.resolved_methods)}
 
     @property
     def algorithm_spec(self) -> methods_lib.AlgorithmSpec:

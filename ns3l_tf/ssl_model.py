@@ -183,26 +183,22 @@ class SSLModel(keras.Model):
         (for the negative-error diagnostic; required by `oracle`) and `nn_candidates`
         (required by the nearest-neighbour selectors). Empty when no term reads them or rows
         are mixed."""
-        if not self._reads_unlabeled_extras:
-            return ()
-        keys = [k for term in self.additive_terms for k in getattr(term, "extras_read", ())]
-        return tuple(dict.fromkeys(keys))
+        return self._terms_extras("extras_read")
 
     @property
     def required_unlabeled_extra_keys(self) -> tuple[str, ...]:
         """The entries of `unlabeled_extra_keys` without which the train step cannot run
         (e.g. `labels` for NS³L's `oracle`, `nn_candidates` for its nearest-neighbour
         selectors); the others are diagnostics."""
+        return self._terms_extras("extras_required")
+
+    def _terms_extras(self, attribute: str) -> tuple[str, ...]:
+        """The additive terms' extras keys named by `attribute`, in order, without repeats;
+        empty when rows are mixed or no term reads extras."""
         if not self._reads_unlabeled_extras:
             return ()
-        keys = [k for term in self.additive_terms for k in getattr(term, "extras_required", ())]
+        keys = [k for term in self.additive_terms for k in getattr(term, attribute, ())]
         return tuple(dict.fromkeys(keys))
-
-    @property
-    def unlabeled_views(self) -> tuple[str, ...]:
-        """The kinds of view of each unlabeled image the train step expects (`methods.VIEW_KINDS`;
-        MixMatch: two weak views)."""
-        return self._base.unlabeled_views
 
     @property
     def unlabeled_augmentations(self) -> int:

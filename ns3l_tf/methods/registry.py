@@ -29,9 +29,9 @@ TERM = "term"
 
 
 # The kinds of view of an unlabeled image a base method may ask for: `weak`, the dataset's
-# flips and translations (drawn in the input pipeline or in the network); `strong`, a weak
-# view then RandAugment and Cutout as in FixMatch (`ns3l_tf.models.augmentation`).
-VIEW_KINDS = ("weak", "strong")
+# flips and translations (drawn in the input pipeline or in the network). A kind the input
+# pipeline and the model cannot draw yet (FixMatch's strong view) is refused at `register`.
+VIEW_KINDS = ("weak",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +44,12 @@ class CombinationSetup:
         STL-10 `unlabelled`): its images are not all in memory and have no known labels.
       batch_sizes: `(labeled, unlabeled)` per step, when known.
       augment: where images are augmented (`model` or `pipeline`), when set.
-      num_replicas: replicas that each run the train step on a share of the batch.
     """
 
     num_classes: int
     streamed_unlabeled: bool = False
     batch_sizes: tuple[int, int] | None = None
     augment: str | None = None
-    num_replicas: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,14 +109,11 @@ class MethodContext:
       seed_generator: a `keras.random.SeedGenerator` (random directions, MixUp, selectors).
       consistency_rampup: step → factor in [0, 1], Oliver et al.'s warm-up of the unlabeled
         terms' weights.
-      num_unlabeled: images in the unlabeled pool, for methods that keep per-image state
-        (FlexMatch); None when unknown.
     """
 
     num_classes: int
     seed_generator: Any
     consistency_rampup: Callable[[Any], Any]
-    num_unlabeled: int | None = None
 
 
 REGISTRY: dict[str, Method] = {}
@@ -230,7 +225,6 @@ def check_combination(
     streamed_unlabeled: bool = False,
     batch_sizes: tuple[int, int] | None = None,
     augment: str | None = None,
-    num_replicas: int = 1,
 ) -> AlgorithmSpec:
     """Which algorithm and data combinations work: the rules every base declares by its
     `Method` fields, then each named method's own `check`.
@@ -238,8 +232,7 @@ def check_combination(
     Args:
       algorithm: the algorithm string.
       values: `{method name: settings}` for (at least) the methods it names.
-      num_classes, streamed_unlabeled, batch_sizes, augment, num_replicas: see
-        `CombinationSetup`.
+      num_classes, streamed_unlabeled, batch_sizes, augment: see `CombinationSetup`.
 
     Returns:
       The parsed algorithm.
@@ -267,7 +260,7 @@ def check_combination(
             raise settings_lib.ConfigError(
                 f"--unlabeled_batch_size=0: must be > 0 for --algorithm={algorithm}"
             )
-    setup = CombinationSetup(num_classes, streamed_unlabeled, batch_sizes, augment, num_replicas)
+    setup = CombinationSetup(num_classes, streamed_unlabeled, batch_sizes, augment)
     # A method's rules also judge its settings when they are set but it is not named (NS³L's
     # `--ns3l_selector=oracle` with `--algorithm=vat`: "needs the NS3L term").
     named = {method.name for method in spec.methods}

@@ -64,3 +64,18 @@ def test_a_flag_added_after_a_run_started_is_no_difference_at_its_default():
         "--new_flag=(unset)→0.7"
     ]
     assert default_flag_values()["ns3l_weight"] == 1.0 and default_flag_values()["seed"] == 0
+
+
+def test_register_refuses_a_view_kind_nothing_can_draw():
+    strong = methods.Method(
+        "strong_only",
+        methods.BASE,
+        methods.REGISTRY["supervised"].settings,
+        object,
+        unlabeled_views=("strong",),
+    )
+    with pytest.raises(
+        ValueError, match=r"strong_only: unlabeled_views must be kinds of \('weak',\)"
+    ):
+        methods.register(strong)
+    assert "strong_only" not in methods.REGISTRY
