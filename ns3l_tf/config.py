@@ -26,6 +26,8 @@ from ns3l_tf.models import MODELS, PRECISIONS, PREPROCESSING
 from ns3l_tf.settings import ConfigError, non_negative, positive, setting
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("step", "cosine")
 # Keras backends the train step runs on (ns3l_tf.backend), and the strategies of each.
 BACKENDS = ("tensorflow", "jax")
 BACKEND_STRATEGIES = {
@@ -147,9 +149,9 @@ class Config:
     )
     algorithm: str = setting(
         "ns3l",
-        "A base method (supervised, pseudo_label, vat, mixmatch) and any additive terms "
-        "(entmin, ns3l) joined by '+', e.g. ns3l (= supervised+ns3l), vat+entmin, "
-        "mixmatch+ns3l.",
+        f"A base method ({', '.join(methods_lib.names(methods_lib.BASE))}) and any additive "
+        f"terms ({', '.join(methods_lib.names(methods_lib.TERM))}) joined by '+', e.g. ns3l "
+        "(= supervised+ns3l), vat+entmin, fixmatch+ns3l.",
     )
     rampup_steps: int = setting(
         0,
@@ -159,7 +161,20 @@ class Config:
     )
     batch_size: int = setting(64, "Labeled images per step.", check=positive)
     unlabeled_batch_size: int = setting(64, "Unlabeled images per step.", check=non_negative())
-    learning_rate: float = setting(1e-3, "Adam learning rate.", check=positive)
+    optimizer: str = setting(
+        "adam",
+        "adam, or sgd with Nesterov momentum 0.9 (FixMatch: fixmatch.py:130).",
+        check=_named("optimizer", OPTIMIZERS),
+    )
+    learning_rate: float = setting(
+        1e-3, "Learning rate at step 0 (then --lr_schedule's).", check=positive
+    )
+    lr_schedule: str = setting(
+        "step",
+        "step (times --lr_decay_factor after --lr_decay_step, Oliver et al.'s staircase) or "
+        "cosine (FixMatch's lr cos(7 pi k / 16 K) over the K = --train_steps: fixmatch.py:92-93).",
+        check=_named("lr_schedule", LR_SCHEDULES),
+    )
     lr_decay_step: int = setting(
         0,
         "Step after which the learning rate is multiplied by --lr_decay_factor (Oliver et al.'s "
@@ -405,6 +420,8 @@ def _validate(c: Config) -> None:
         fail("input_noise", "Gaussian input noise is drawn inside the model: needs --augment=model")
     if not 0 <= c.lr_decay_step < c.train_steps:
         fail("lr_decay_step", f"must be in [0, --train_steps={c.train_steps}) (0: no decay)")
+    if c.lr_decay_step and c.lr_schedule != "step":
+        fail("lr_decay_step", f"is the staircase of --lr_schedule=step, not {c.lr_schedule}")
     if c.num_gpus and c.strategy != "mirrored":
         fail("num_gpus", "only applies to --strategy=mirrored")
     if c.strategy not in BACKEND_STRATEGIES[c.backend]:

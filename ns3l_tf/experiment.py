@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from ns3l_tf import data as data_lib
+from ns3l_tf import schedules
 from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.models import augmentation, build_backbone, precision, preprocessing
 from ns3l_tf.ssl_model import SSLModel
@@ -35,7 +36,10 @@ def load_data(config: Config) -> data_lib.SSLData:
 
 
 def learning_rate_schedule(config: Config):
-    """`learning_rate`, times `lr_decay_factor` after step `lr_decay_step` (if > 0)."""
+    """`learning_rate`, then `lr_schedule`'s: times `lr_decay_factor` after step
+    `lr_decay_step` (if > 0), or FixMatch's truncated cosine over `train_steps`."""
+    if config.lr_schedule == "cosine":
+        return schedules.TruncatedCosineDecay(config.learning_rate, config.train_steps)
     if not config.lr_decay_step:
         return config.learning_rate
     return keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -45,15 +49,20 @@ def learning_rate_schedule(config: Config):
 
 
 def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """Adam with the learning-rate schedule, decoupled weight decay on kernels only (biases
-    and BatchNorm's gamma/beta are exempt, as in MixMatch) and an optional weight EMA;
-    wrapped in dynamic loss scaling for `mixed_float16`."""
-    optimizer = keras.optimizers.Adam(
-        learning_rate_schedule(config),
-        weight_decay=config.weight_decay or None,
-        use_ema=config.ema_decay > 0,
-        ema_momentum=config.ema_decay or 0.99,
-    )
+    """Adam, or SGD with Nesterov momentum 0.9 (FixMatch's), with the learning-rate schedule,
+    decoupled weight decay on kernels only (biases and BatchNorm's gamma/beta are exempt, as
+    in MixMatch) and an optional weight EMA; wrapped in dynamic loss scaling for
+    `mixed_float16`."""
+    common = {
+        "learning_rate": learning_rate_schedule(config),
+        "weight_decay": config.weight_decay or None,
+        "use_ema": config.ema_decay > 0,
+        "ema_momentum": config.ema_decay or 0.99,
+    }
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=0.9, nesterov=True, **common)
+    else:
+        optimizer = keras.optimizers.Adam(**common)
     if config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if config.precision == "mixed_float16":
@@ -110,6 +119,7 @@ def build_model(config: Config, data: data_lib.SSLData) -> SSLModel:
         algorithm=config.algorithm,
         preprocessing=build_preprocessing(config, data),
         augmentation=build_augmentation(config),
+        num_unlabeled=len(data.unlabeled_images),
         **config.model_settings(),
     )
     model.compile(optimizer=build_optimizer(config))
@@ -122,7 +132,8 @@ def unlabeled_extras(model: SSLModel, data: data_lib.SSLData, config: Config) ->
     """The per-image arrays the model's train step reads beside the unlabeled images.
 
     The hidden true labels go in whenever they are known and the pool is all in memory (for
-    diagnostics such as `ns3l_negative_error`; NS³L's `oracle` needs them); a method that
+    diagnostics such as `ns3l_negative_error`; NS³L's `oracle` needs them), and so do each
+    image's `indices` in the pool (FlexMatch keeps a pseudo-label per image); a method that
     needs arrays only the data can give computes them here, once (its `pipeline_extras`,
     e.g. NS³L's nearest-neighbour candidates).
 
@@ -133,6 +144,8 @@ def unlabeled_extras(model: SSLModel, data: data_lib.SSLData, config: Config) ->
     extras = {}
     if "labels" in keys and data.extra_unlabeled is None:
         extras["labels"] = data.unlabeled_labels.astype(np.int32)
+    if "indices" in keys and data.extra_unlabeled is None:
+        extras["indices"] = np.arange(len(data.unlabeled_images), dtype=np.int32)
     for term in model.additive_terms:
         if hasattr(term, "pipeline_extras"):
             extras.update(term.pipeline_extras(data))

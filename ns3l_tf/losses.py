@@ -160,3 +160,25 @@ def sharpen(probs, temperature):
 def squared_error(target_probs, probs):
     """MixMatch's L_U: `mean_{b,k} (q_bk − μ_bk)²` (divided by K too); q detached."""
     return ops.mean(ops.square(ops.stop_gradient(target_probs) - probs))
+
+
+def confident_cross_entropy(weak_probs, strong_logits, threshold):
+    """FixMatch's unlabeled loss: cross-entropy of the strong view to the weak view's argmax
+    where its maximum probability is at least `threshold` (google-research/fixmatch
+    `fixmatch.py:113-118`, `>=` at :116).
+
+    Args:
+      weak_probs: `(B_u, K)` detached probabilities on the weak views.
+      strong_logits: `(B_u, K)` logits on the strong views.
+      threshold: τ in (0, 1), or `(B_u,)` thresholds per image (FlexMatch's, by the class of
+        its argmax).
+
+    Returns:
+      `(loss, mask)`: the scalar mean over all B_u rows (unconfident ones add 0) and the
+      `(B_u,)` float 0/1 mask.
+    """
+    weak_probs = ops.stop_gradient(weak_probs)
+    mask = ops.cast(ops.max(weak_probs, axis=-1) >= threshold, "float32")
+    pseudo_labels = ops.argmax(weak_probs, axis=-1)
+    per_image = ops.sparse_categorical_crossentropy(pseudo_labels, strong_logits, from_logits=True)
+    return ops.mean(mask * per_image), mask

@@ -9,6 +9,7 @@ from keras import ops
 from ns3l_tf import backend, losses, methods, schedules, settings
 from ns3l_tf.metrics import ErrorRate
 from ns3l_tf.models import layers, precision
+from ns3l_tf.models.strong_augmentation import StrongAugmentation
 
 
 def _split_batch(data):
@@ -66,10 +67,12 @@ class SSLModel(keras.Model):
       backbone: a Keras model mapping `(batch, H, W, C)` images to `(batch, num_classes)`
         logits.
       num_classes: K.
-      algorithm: one base method (`supervised`, `pseudo_label`, `vat`, `mixmatch`) and any
-        additive terms (`entmin`, `ns3l`) joined by `+`, e.g. `"ns3l"` (=
-        `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"mixmatch+ns3l"`. MixMatch takes
-        unlabeled batches of shape `(B_u, 2, H, W, C)` (two augmentations).
+      algorithm: one base method (`supervised`, `pseudo_label`, `vat`, `mixmatch`,
+        `fixmatch`, ...) and any additive terms (`entmin`, `ns3l`) joined by `+`, e.g.
+        `"ns3l"` (= `"supervised+ns3l"`), `"vat+entmin"`, `"vat+ns3l"`, `"fixmatch+ns3l"`. A
+        base with several views of each unlabeled image (`Method.unlabeled_views`) takes
+        unlabeled batches of shape `(B_u, A, H, W, C)`: two weak views for MixMatch, a weak
+        one and one the model augments strongly (RandAugment + Cutout) for FixMatch.
       rampup_steps: steps of Oliver et al.'s sigmoid warm-up `exp(−5(1 − t/t_w)²)` of every
         unlabeled term's weight (Pseudo-Label, VAT, EntMin, NS³L); 0 for none.
       seed: seeds the model's own randomness (VAT's directions, MixUp, random selectors);
@@ -80,6 +83,8 @@ class SSLModel(keras.Model):
       augmentation: a layer applied to preprocessed images in training-mode passes, redrawn at
         every call (e.g. `ns3l_tf.models.augmentation.input_augmentation(2, False, 0.0)`);
         None for none (augment in the input pipeline instead).
+      num_unlabeled: N_u, the size of the in-memory unlabeled pool, for methods that keep a
+        state per unlabeled image (FlexMatch), which read each image's `indices` entry.
       **kwargs: method settings as `<method>_<setting>` (the CLI flag names; each method
         declares its settings, defaults and help in `ns3l_tf.methods`; those of methods the
         algorithm does not name are ignored), e.g. `ns3l_threshold=0.03` (T in (0, 1);
@@ -109,6 +114,7 @@ class SSLModel(keras.Model):
         seed: int | None = None,
         preprocessing: keras.layers.Layer | None = None,
         augmentation: keras.layers.Layer | None = None,
+        num_unlabeled: int | None = None,
         **kwargs,
     ):
         spec = methods.parse_algorithm(algorithm)
@@ -141,15 +147,25 @@ class SSLModel(keras.Model):
         self._method_settings = values
         self._base = methods.REGISTRY[spec.base]
         self._uses_unlabeled_data = spec.needs_unlabeled(values)
+        # The base's strong views are drawn here, on the raw images, at every step.
+        self.strong_augmentation = None
+        if "strong" in self._base.unlabeled_views:
+            self.strong_augmentation = StrongAugmentation(seed=None if seed is None else seed + 1)
 
-        context = methods.MethodContext(num_classes, self.seed_generator, self.consistency_rampup)
+        self.num_unlabeled = num_unlabeled
+        context = methods.MethodContext(
+            num_classes, self.seed_generator, self.consistency_rampup, num_unlabeled
+        )
         built = {name: self._with_variables(name, v) for name, v in values.items()}
         self.base_method = self._base.implementation_class()(built[spec.base], context)
+        self._own_state(spec.base, self.base_method)
+        active_terms = spec.active_terms(values)
         self.additive_terms = [
-            methods.REGISTRY[t].implementation_class()(built[t], context)
-            for t in spec.active_terms(values)
+            methods.REGISTRY[t].implementation_class()(built[t], context) for t in active_terms
         ]
-        self._reads_unlabeled_extras = self._base.rows_are_images and any(
+        for name, term in zip(active_terms, self.additive_terms):
+            self._own_state(name, term)
+        self._terms_read_extras = self._base.rows_are_images and any(
             getattr(term, "extras_read", ()) for term in self.additive_terms
         )
 
@@ -172,6 +188,11 @@ class SSLModel(keras.Model):
             variables[field] = variable
         return dataclasses.replace(values, **variables)
 
+    def _own_state(self, name: str, component) -> None:
+        """Sets a method's `state_variables` as the model attributes `<name>_<key>`."""
+        for key, variable in getattr(component, "state_variables", {}).items():
+            setattr(self, f"{name}_{key}", variable)
+
     @property
     def uses_unlabeled_data(self) -> bool:
         """True when the train step needs `((x_l, y_l), x_u)` batches."""
@@ -180,9 +201,9 @@ class SSLModel(keras.Model):
     @property
     def unlabeled_extra_keys(self) -> tuple[str, ...]:
         """Per-image entries of dict unlabeled batches that the train step reads: `labels`
-        (for the negative-error diagnostic; required by `oracle`) and `nn_candidates`
-        (required by the nearest-neighbour selectors). Empty when no term reads them or rows
-        are mixed."""
+        (for the negative-error diagnostic; required by `oracle`), `indices` (FlexMatch's
+        per-image state) and `nn_candidates` (required by the nearest-neighbour selectors).
+        The terms' are left out where rows are mixed."""
         return self._terms_extras("extras_read")
 
     @property
@@ -193,11 +214,11 @@ class SSLModel(keras.Model):
         return self._terms_extras("extras_required")
 
     def _terms_extras(self, attribute: str) -> tuple[str, ...]:
-        """The additive terms' extras keys named by `attribute`, in order, without repeats;
-        empty when rows are mixed or no term reads extras."""
-        if not self._reads_unlabeled_extras:
-            return ()
-        keys = [k for term in self.additive_terms for k in getattr(term, attribute, ())]
+        """The base's, then the additive terms' extras keys named by `attribute`, in order,
+        without repeats; the terms' only where rows are images."""
+        keys = list(getattr(self.base_method, attribute, ()))
+        if self._terms_read_extras:
+            keys += [k for term in self.additive_terms for k in getattr(term, attribute, ())]
         return tuple(dict.fromkeys(keys))
 
     @property
@@ -212,7 +233,7 @@ class SSLModel(keras.Model):
     def build(self, input_shape):
         """Builds the input layers for raw images of `input_shape` `(batch, H, W, C)`."""
         self._image_shape = tuple(int(d) for d in input_shape[-3:])
-        for layer in (self.preprocessing, self.augmentation):
+        for layer in (self.preprocessing, self.augmentation, self.strong_augmentation):
             if layer is not None and not layer.built:
                 layer.build(input_shape)
 
@@ -281,6 +302,19 @@ class SSLModel(keras.Model):
         """Evaluation metrics of one `(images, labels)` batch (`ns3l_tf.backend`)."""
         return backend.steps().test_step(self, *args)
 
+    def draw_strong_views(self, x_unlabeled):
+        """`(B_u, A, H, W, C)` raw views with those of kind `strong` (`Method.unlabeled_views`)
+        drawn from theirs through `strong_augmentation`; unchanged without strong views."""
+        if self.strong_augmentation is None:
+            return x_unlabeled
+        views = [
+            self.strong_augmentation(x_unlabeled[:, a], training=True)
+            if kind == "strong"
+            else ops.cast(x_unlabeled[:, a], "float32")
+            for a, kind in enumerate(self._base.unlabeled_views)
+        ]
+        return ops.stack(views, axis=1)
+
     def compute_ssl_losses(self, data):
         """The training loss of one batch, written once for every backend.
 
@@ -302,9 +336,14 @@ class SSLModel(keras.Model):
             x_unlabeled = None
         x_labeled = self.preprocess(x_labeled)
         if x_unlabeled is not None:
-            x_unlabeled = self.preprocess(x_unlabeled)
-        outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
-        if self._reads_unlabeled_extras:
+            x_unlabeled = self.preprocess(self.draw_strong_views(x_unlabeled))
+        if getattr(self.base_method, "extras_read", ()):
+            outputs = self.base_method(
+                self, x_labeled, y_labeled, x_unlabeled, unlabeled_extras=extras
+            )
+        else:
+            outputs = self.base_method(self, x_labeled, y_labeled, x_unlabeled)
+        if self._terms_read_extras:
             outputs = dataclasses.replace(outputs, unlabeled_extras=extras)
         contributions = [outputs.contribution] + [term(outputs) for term in self.additive_terms]
         named_losses = {k: t for c in contributions for k, t in c.losses.items()}
@@ -342,6 +381,7 @@ class SSLModel(keras.Model):
             "algorithm": self.algorithm,
             "rampup_steps": self.rampup_steps,
             "seed": self.seed,
+            "num_unlabeled": self.num_unlabeled,
         }
         for name, values in self._method_settings.items():
             current = {

@@ -109,3 +109,24 @@ def second_view_of(model, x_labeled, x_unlabeled) -> Callable[[], Tensor]:
         return ops.softmax(logits, axis=-1)
 
     return view
+
+
+def forward_weak_and_strong(model, x_labeled, x_unlabeled):
+    """One training-mode pass over `concat(x_l, weak, strong)`, as FixMatch's reference
+    (google-research/fixmatch `fixmatch.py:99-101`: one classifier call over the interleaved
+    batch, so BatchNorm normalises with and updates from all three) and USB's FlexMatch
+    (`flexmatch.py:64-68`).
+
+    Args:
+      model: the `SSLModel`.
+      x_labeled: `(B_l, H, W, C)` preprocessed labeled images.
+      x_unlabeled: `(B_u, 2, H, W, C)` preprocessed views, the weak one first.
+
+    Returns:
+      `(labeled_logits (B_l, K), weak_logits (B_u, K), strong_logits (B_u, K))`, float32.
+    """
+    num_labeled, num_unlabeled = x_labeled.shape[0], x_unlabeled.shape[0]
+    inputs = ops.concatenate([x_labeled, x_unlabeled[:, 0], x_unlabeled[:, 1]], axis=0)
+    logits = model.classify(inputs, training=True)
+    weak_end = num_labeled + num_unlabeled
+    return logits[:num_labeled], logits[num_labeled:weak_end], logits[weak_end:]

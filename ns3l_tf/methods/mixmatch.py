@@ -184,6 +184,7 @@ register(
         MixMatchSettings,
         MixMatch,
         rows_are_images=False,
+        gives_second_view=False,
         unlabeled_views=("weak", "weak"),
         equal_batches=True,
         augments_in_pipeline=True,  # libml/data.py:169-170, data_pair.py:25-32

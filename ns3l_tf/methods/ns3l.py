@@ -95,15 +95,19 @@ class NS3LSettings:
 
 
 def check_ns3l(spec, values, setup) -> None:
-    """NS³L's combination rules (see `Method.check`): two views need rows that are images;
-    a selector other than `threshold` needs the active term, image rows, a valid P and every
-    unlabeled image in memory."""
+    """NS³L's combination rules (see `Method.check`): two views need a base that gives a
+    second view; a selector other than `threshold` needs the active term, image rows, a valid
+    P and every unlabeled image in memory."""
     ns3l = values.get("ns3l", NS3LSettings())
-    rows_are_images = spec.methods[0].rows_are_images
-    if ns3l.views == 2 and "ns3l" in spec.terms and not rows_are_images:
-        raise ConfigError(
-            f"--ns3l_views=2: {spec.base}'s rows are mixtures made for one pass; use --ns3l_views=1"
+    base = spec.methods[0]
+    rows_are_images = base.rows_are_images
+    if ns3l.views == 2 and "ns3l" in spec.terms and not base.gives_second_view:
+        reason = (
+            "views are drawn once per batch in the input pipeline"
+            if rows_are_images
+            else "rows are mixtures made for one pass"
         )
+        raise ConfigError(f"--ns3l_views=2: {spec.base}'s {reason}; use --ns3l_views=1")
     selector = ns3l.selector
     if selector == "threshold":
         return

@@ -15,6 +15,13 @@ An implementation is called as `Implementation(settings, context)`: `settings` i
 settings instance with tunable fields replaced by `keras.Variable`s, `context` a
 `MethodContext`. A *base* method maps `(model, x_l, y_l, x_u)` to `BaseOutputs`; a *term*
 maps `BaseOutputs` to a `Contribution` (see `ns3l_tf.methods.base`).
+
+Either may declare, as class attributes, the per-image entries of the unlabeled batch it reads
+(`extras_read`, and of those `extras_required`: `labels`, the hidden true labels; `indices`,
+each image's position in the in-memory pool; `nn_candidates`); a base that reads any gets
+them as `unlabeled_extras=` (a dict). `state_variables` (a dict of `keras.Variable`s made in
+`__init__`) are state kept across steps: the model owns them as `<name>_<key>`, so they are
+saved, checkpointed and threaded through a JAX step.
 """
 
 import dataclasses
@@ -29,9 +36,10 @@ TERM = "term"
 
 
 # The kinds of view of an unlabeled image a base method may ask for: `weak`, the dataset's
-# flips and translations (drawn in the input pipeline or in the network). A kind the input
-# pipeline and the model cannot draw yet (FixMatch's strong view) is refused at `register`.
-VIEW_KINDS = ("weak",)
+# flips and translations (drawn in the input pipeline or in the network); `strong`, a weak
+# view then RandAugment and Cutout (`ns3l_tf.models.strong_augmentation`, drawn in the model
+# on the raw images at every step).
+VIEW_KINDS = ("weak", "strong")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,9 @@ class Method:
       unlabeled_views: (bases) the views of each unlabeled image it takes, by kind
         (`VIEW_KINDS`): `("weak",)` gives `(B_u, H, W, C)` batches, more views
         `(B_u, A, H, W, C)`, view a of kind `unlabeled_views[a]`.
+      gives_second_view: (bases) whether its `BaseOutputs.second_view` recomputes the
+        unlabeled probabilities with a fresh augmentation (False where rows are mixtures or
+        the views are drawn once per batch).
       equal_batches: (bases) whether labeled and unlabeled batches must be equal in size.
       uses_unlabeled: (bases) whether it forwards unlabeled images by itself.
       augments_in_pipeline: (bases) whether its reference draws augmentations once per batch
@@ -83,6 +94,7 @@ class Method:
     implementation: Any
     rows_are_images: bool = True
     unlabeled_views: tuple[str, ...] = ("weak",)
+    gives_second_view: bool = True
     equal_batches: bool = False
     uses_unlabeled: bool = True
     augments_in_pipeline: bool = False
@@ -109,11 +121,14 @@ class MethodContext:
       seed_generator: a `keras.random.SeedGenerator` (random directions, MixUp, selectors).
       consistency_rampup: step → factor in [0, 1], Oliver et al.'s warm-up of the unlabeled
         terms' weights.
+      num_unlabeled: N_u, the images of the in-memory unlabeled pool (what `indices` index),
+        for state kept per image; None when the model was not told.
     """
 
     num_classes: int
     seed_generator: Any
     consistency_rampup: Callable[[Any], Any]
+    num_unlabeled: int | None = None
 
 
 REGISTRY: dict[str, Method] = {}
@@ -142,7 +157,8 @@ def unregister(name: str) -> None:
     del REGISTRY[name]
 
 
-def _names(role: str) -> list[str]:
+def names(role: str) -> list[str]:
+    """The registered methods of `role` (`BASE` or `TERM`), sorted."""
     return sorted(name for name, m in REGISTRY.items() if m.role == role)
 
 
@@ -175,7 +191,7 @@ def parse_algorithm(algorithm: str) -> AlgorithmSpec:
       ValueError: naming the unknown component and the allowed ones, or a second base method.
     """
     components = [c.strip() for c in algorithm.lower().split("+") if c.strip()]
-    allowed = _names(BASE) + _names(TERM)
+    allowed = names(BASE) + names(TERM)
     unknown = [c for c in components if c not in allowed]
     if not components or unknown:
         raise ValueError(

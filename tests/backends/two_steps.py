@@ -40,6 +40,9 @@ CASES = {
     "vat+entmin+ns3l": ("vat+entmin+ns3l", {"rampup_steps": 3}),
     "mixmatch": ("mixmatch", {"mixmatch_rampup_steps": 0}),
     "mixmatch+ns3l": ("mixmatch+ns3l", {"mixmatch_rampup_steps": 4}),
+    "fixmatch": ("fixmatch", {"fixmatch_threshold": 0.1}),
+    "fixmatch+ns3l": ("fixmatch+ns3l", {"fixmatch_threshold": 0.1}),
+    "flexmatch+ns3l": ("flexmatch+ns3l", {"flexmatch_threshold": 0.1}),
 }
 COMMON = {"vat_epsilon": 1.0, "ns3l_threshold": 0.05, "mixmatch_weight": 0.5}
 SAVED_CASE = "vat+ns3l"
@@ -72,8 +75,10 @@ def batch(model, rng):
     candidates = (rng.uniform(size=(8, 10)) < 0.5).astype("float32")
     candidates[:, 0] = 1.0  # at least one candidate per image
     unlabeled = {"images": x_u, "labels": rng.integers(0, 10, 8).astype("int32")}
-    if model.unlabeled_extra_keys and "nn_candidates" in model.unlabeled_extra_keys:
+    if "nn_candidates" in model.unlabeled_extra_keys:
         unlabeled["nn_candidates"] = candidates
+    if "indices" in model.unlabeled_extra_keys:
+        unlabeled["indices"] = np.arange(8, dtype="int32")
     if not model.uses_unlabeled_data:
         return (x_l, y_l)
     if not model.unlabeled_extra_keys:
@@ -101,7 +106,12 @@ def train_step(model, data):
 def run_case(name, initial_dir, out_dir):
     algorithm, kwargs = CASES[name]
     keras.utils.set_random_seed(0)
-    model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, **COMMON, **kwargs)
+    model = SSLModel(
+        models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=8, **COMMON, **kwargs
+    )
+    # The strong views are the batch's second images as given: RandAugment's sub-layers draw
+    # from each backend's own generator (`tests/methods/test_fixmatch.py` checks the layer).
+    model.strong_augmentation = None
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     model(np.zeros((1, 28, 28, 1), "float32"))
     model.optimizer.build(model.trainable_variables)
@@ -123,7 +133,11 @@ def run_case(name, initial_dir, out_dir):
     result.update({f"gradient_{i}": g for i, g in enumerate(gradients)})
     result.update({f"start_{i}": b for i, b in enumerate(before)})
     result.update({f"trainable_{i}": v.numpy() for i, v in enumerate(model.trainable_variables)})
-    statistics = model.backbone.non_trainable_weights
+    # BatchNorm's statistics and any state a method keeps across steps (FlexMatch's).
+    statistics = [
+        *model.backbone.non_trainable_weights,
+        *getattr(model.base_method, "state_variables", {}).values(),
+    ]
     result.update({f"statistics_{i}": v.numpy() for i, v in enumerate(statistics)})
     np.savez(os.path.join(out_dir, f"{name}.npz"), **result)
     if name == SAVED_CASE:

@@ -67,9 +67,40 @@ def check_statistics_come_from_one_pass(make_model, batch, monkeypatch):
     assert moved  # the one pass did update them
 
 
+def named_losses(spec) -> list[tuple[str, str]]:
+    """`(method name, loss name)` of every loss the algorithm's methods declare."""
+    return [
+        (method.name, loss)
+        for method in spec.methods
+        for loss in method.implementation_class().loss_names
+    ]
+
+
+def loss_names(spec) -> tuple[str, ...]:
+    return tuple(loss for _, loss in named_losses(spec))
+
+
+def loss_weight(model, method: str, loss: str) -> float:
+    """The weight the train step gives `loss`: 1 for the labeled cross-entropy, else its
+    method's `weight` setting (1 without one)."""
+    if loss == "sup_loss":
+        return 1.0
+    weight = getattr(model, f"{method}_weight", None)
+    return 1.0 if weight is None else float(weight.numpy())
+
+
+def with_extras(model, x_u):
+    """`x_u`, as a dict with each image's `indices` where the model's base needs them."""
+    if "indices" not in model.required_unlabeled_extra_keys:
+        return x_u
+    return {"images": x_u, "indices": tf.range(x_u.shape[0])}
+
+
 def build(algorithm, learning_rate=0.01, **kwargs):
     keras.utils.set_random_seed(0)
-    model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, **kwargs)
+    model = SSLModel(
+        models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=1000, **kwargs
+    )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     model(np.zeros((1, 28, 28, 1), "float32"))
     return model
@@ -86,7 +117,7 @@ def check_one_step(algorithm, data, expected_losses, monkeypatch, **kwargs):
     model = build(algorithm, **kwargs)
     augmentations = model.unlabeled_augmentations
     x_l, y_l, x_u = fixed_batch(data, 16, 16 if augmentations > 1 else 24, augmentations)
-    batch = ((x_l, y_l), x_u) if model.uses_unlabeled_data else (x_l, y_l)
+    batch = ((x_l, y_l), with_extras(model, x_u)) if model.uses_unlabeled_data else (x_l, y_l)
     make = lambda: build(algorithm, learning_rate=0.0, **kwargs)  # noqa: E731
     check_statistics_come_from_one_pass(make, batch, monkeypatch)
 

@@ -1,47 +1,57 @@
-"""Every algorithm passes the shared method checks."""
+"""Every registered method passes the shared method checks: each base alone and with NS³L,
+each term on the supervised base, and a lab's own method registered by a test file."""
 
 import pytest
 
+from ns3l_tf import methods
+
 from . import method_checks
-
-ALGORITHMS = {
-    "supervised": ("sup_loss",),
-    "ns3l": ("sup_loss", "ns3l_loss"),
-    "supervised+entmin": ("sup_loss", "entmin_loss"),
-    "pseudo_label": ("sup_loss", "pl_loss"),
-    "pseudo_label+ns3l": ("sup_loss", "pl_loss", "ns3l_loss"),
-    "vat": ("sup_loss", "vat_loss"),
-    "vat+entmin": ("sup_loss", "vat_loss", "entmin_loss"),
-    "vat+ns3l": ("sup_loss", "vat_loss", "ns3l_loss"),
-    "vat+entmin+ns3l": ("sup_loss", "vat_loss", "entmin_loss", "ns3l_loss"),
-    "mixmatch": ("sup_loss", "mixmatch_loss"),
-    "mixmatch+ns3l": ("sup_loss", "mixmatch_loss", "ns3l_loss"),
-}
+from .lab_methods import lab_methods_registered
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def registered_algorithms() -> list[str]:
+    """The algorithms the registry makes: every base alone and with each term, every term on
+    supervised, and VAT with EntMin and NS³L together (Oliver et al.'s and the paper's)."""
+    bases, terms = methods.names(methods.BASE), methods.names(methods.TERM)
+    algorithms = list(bases)
+    algorithms += [f"{base}+{term}" for base in bases for term in terms if base != "supervised"]
+    algorithms += [term for term in terms]  # on supervised
+    return sorted({*algorithms, "vat+entmin+ns3l"})
+
+
+# What the checks set where a default does not suit a 16-image batch of one step.
+SETTINGS = dict(
+    vat_epsilon=1.0,
+    ns3l_threshold=0.05,
+    mixmatch_weight=0.5,
+    mixmatch_rampup_steps=0,
+    fixmatch_threshold=0.2,
+    flexmatch_threshold=0.2,
+)
+
+
+@pytest.mark.parametrize("algorithm", [*registered_algorithms(), "smoothed"])
 def test_one_step_and_round_trip(algorithm, small_data, tmp_path, monkeypatch):
-    model, logs = method_checks.check_one_step(
-        algorithm,
-        small_data,
-        ALGORITHMS[algorithm],
-        monkeypatch,
-        vat_epsilon=1.0,
-        ns3l_threshold=0.05,
-        mixmatch_weight=0.5,
-        mixmatch_rampup_steps=0,
+    with lab_methods_registered(tmp_path):
+        spec = methods.parse_algorithm(algorithm)
+        model, logs = method_checks.check_one_step(
+            algorithm, small_data, method_checks.loss_names(spec), monkeypatch, **SETTINGS
+        )
+        # The total is each named term times its method's `weight` setting (1 without one).
+        expected_total = sum(
+            method_checks.loss_weight(model, method, name) * logs[name]
+            for method, name in method_checks.named_losses(spec)
+        )
+        assert logs["loss"] == pytest.approx(expected_total, rel=1e-5)
+        method_checks.check_save_and_load(model, tmp_path)
+
+
+def test_the_registry_gives_every_method_a_check():
+    named = {m.name for a in registered_algorithms() for m in methods.parse_algorithm(a).methods}
+    assert named == set(methods.REGISTRY)
+    assert {"fixmatch+ns3l", "flexmatch+ns3l", "mixmatch+ns3l", "ns3l"} <= set(
+        registered_algorithms()
     )
-    weighted = {
-        "sup_loss": 1.0,
-        "ns3l_loss": 1.0,
-        "entmin_loss": 0.1,
-        "pl_loss": 1.0,
-        "vat_loss": 0.3,
-        "mixmatch_loss": 0.5,
-    }
-    expected_total = sum(weighted[n] * logs[n] for n in ALGORITHMS[algorithm])
-    assert logs["loss"] == pytest.approx(expected_total, rel=1e-5)
-    method_checks.check_save_and_load(model, tmp_path)
 
 
 @pytest.mark.large

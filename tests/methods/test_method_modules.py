@@ -67,15 +67,15 @@ def test_a_flag_added_after_a_run_started_is_no_difference_at_its_default():
 
 
 def test_register_refuses_a_view_kind_nothing_can_draw():
-    strong = methods.Method(
-        "strong_only",
+    blurred = methods.Method(
+        "blurred_only",
         methods.BASE,
         methods.REGISTRY["supervised"].settings,
         object,
-        unlabeled_views=("strong",),
+        unlabeled_views=("blurred",),
     )
     with pytest.raises(
-        ValueError, match=r"strong_only: unlabeled_views must be kinds of \('weak',\)"
+        ValueError, match=r"blurred_only: unlabeled_views must be kinds of \('weak', 'strong'\)"
     ):
-        methods.register(strong)
-    assert "strong_only" not in methods.REGISTRY
+        methods.register(blurred)
+    assert "blurred_only" not in methods.REGISTRY

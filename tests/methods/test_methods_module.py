@@ -10,47 +10,7 @@ import textwrap
 import pytest
 
 from ..conftest import REPO_ROOT
-
-# The whole method: settings, implementation and registration, importing no framework at
-# module level (as the package's own method modules do).
-LAB_METHODS = '''
-    """A lab's own base method: cross-entropy with label smoothing."""
-
-    import dataclasses
-
-    from ns3l_tf.lazy import lazy
-    from ns3l_tf.methods import BASE, Method, register
-    from ns3l_tf.methods.base import BaseOutputs, Contribution, Term
-    from ns3l_tf.settings import setting, unit_interval_from_zero
-
-    ops = lazy("keras.ops")
-
-
-    @dataclasses.dataclass(frozen=True)
-    class SmoothedSettings:
-        epsilon: float = setting(0.1, "Label smoothing.", check=unit_interval_from_zero)
-
-
-    class Smoothed:
-        loss_names = ("smoothed_loss",)
-        metric_names = ()
-
-        def __init__(self, settings, context):
-            self.epsilon, self.num_classes = settings.epsilon, context.num_classes
-
-        def __call__(self, model, x_labeled, y_labeled, x_unlabeled=None):
-            logits = model.classify(x_labeled, training=True)
-            targets = ops.one_hot(y_labeled, self.num_classes)
-            targets = targets * (1 - self.epsilon) + self.epsilon / self.num_classes
-            log_probs = ops.log_softmax(logits, axis=-1)
-            loss = -ops.mean(ops.sum(targets * log_probs, axis=-1))
-            return BaseOutputs(
-                logits, y_labeled, None, None, Contribution(losses={"smoothed_loss": Term(loss)})
-            )
-
-
-    register(Method("smoothed", BASE, SmoothedSettings, Smoothed, uses_unlabeled=False))
-'''
+from .lab_methods import LAB_METHODS
 
 
 def _run(module, *argv, cwd):

@@ -1,0 +1,187 @@
+"""FlexMatch (Zhang et al. 2021) as a base method: FixMatch with curriculum class-wise
+thresholds, following USB's implementation (microsoft/Semi-supervised-learning
+`semilearn/algorithms/flexmatch/flexmatch.py` and `utils.py`)."""
+
+import dataclasses
+
+from ns3l_tf.lazy import lazy
+from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_weak_and_strong
+from ns3l_tf.methods.registry import BASE, Method, register
+from ns3l_tf.settings import ConfigError, non_negative, setting, unit_interval_from_zero
+
+keras = lazy("keras")
+ops = lazy("keras.ops")
+backend = lazy("ns3l_tf.backend")
+losses = lazy("ns3l_tf.losses")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlexMatchSettings:
+    """FlexMatch (Zhang et al. 2021)."""
+
+    threshold: float = setting(
+        0.95,
+        "FlexMatch's upper threshold tau, scaled per class by its learning effect (USB: p_cutoff).",
+        check=unit_interval_from_zero,
+    )
+    weight: float = setting(
+        1.0, "FlexMatch's unlabeled weight lambda_u.", check=non_negative(), tunable=True
+    )
+    warmup: bool = setting(
+        True,
+        "Threshold warm-up: learning effects are normalised by the count of unused images too "
+        "while those are the most (USB: thresh_warmup).",
+    )
+
+
+def learning_effects(selected_labels, num_classes: int, warmup: bool, previous):
+    """FlexMatch's class-wise learning effects σ_c (USB `flexmatch/utils.py:24-35`).
+
+    Args:
+      selected_labels: `(N_u,)` int: each unlabeled image's last confident pseudo-label, −1
+        where it never had one.
+      num_classes: K.
+      warmup: normalise by the largest count among the K classes *and* the unused images
+        (−1); else among the classes only.
+      previous: `(K,)` the effects so far, kept while every image has the same entry (at
+        the start: all −1).
+
+    Returns:
+      `(K,)` float32 `count_c / max count`.
+    """
+    counts = ops.cast(ops.bincount(selected_labels + 1, minlength=num_classes + 1), "float32")
+    counts = counts[: num_classes + 1]  # [unused, class 0, ..., class K−1]
+    class_counts = counts[1:]
+    largest = ops.max(counts) if warmup else ops.max(class_counts)
+    effects = class_counts / ops.maximum(largest, 1.0)
+    all_alike = ops.max(counts) >= ops.cast(ops.shape(selected_labels)[0], "float32")
+    return ops.where(all_alike, previous, effects)
+
+
+class FlexMatch:
+    """FixMatch's loss with a threshold per class: `τ · σ_c / (2 − σ_c)` for the class c of
+    the weak view's argmax (USB's "convex" mapping, `utils.py:53`).
+
+    σ_c, the class's learning effect, counts the unlabeled images whose last pseudo-label
+    above τ was c. So the method keeps each unlabeled image's last confident pseudo-label
+    (`selected_labels`, `(N_u,)`, −1 until it has one) and σ (`(K,)`) across steps: the model
+    owns them as `flexmatch_selected_labels` and `flexmatch_learning_effects`, so they are
+    saved with it, restored on resume and carried through a JAX step. Each step masks with σ
+    as it stood before the step, then records the batch's confident pseudo-labels and
+    recomputes σ (`utils.py:38-61`). Logs `flexmatch_mask` (the share of unlabeled images
+    used) and `flexmatch_used` (the share of the pool with a pseudo-label so far).
+
+    The per-image state needs every batch's `indices` (positions in the in-memory unlabeled
+    pool) and one replica: on several TensorFlow replicas each would record only its own
+    shard's pseudo-labels.
+
+    Args:
+      settings: `FlexMatchSettings`: `threshold` τ (0.95), `weight` λ_u (1.0), `warmup`.
+      context: a `MethodContext`: K and N_u (`num_unlabeled`, required).
+
+    Raises:
+      ConfigError: N_u is not known, or the step runs on several TensorFlow replicas.
+    """
+
+    loss_names = ("sup_loss", "flexmatch_loss")
+    metric_names = ("flexmatch_mask", "flexmatch_used")
+    extras_read = ("indices",)
+    extras_required = ("indices",)
+
+    def __init__(self, settings, context):
+        if context.num_unlabeled is None:
+            raise ConfigError(
+                "flexmatch keeps a pseudo-label per unlabeled image: build SSLModel with "
+                "num_unlabeled= (the size of the unlabeled pool)"
+            )
+        if backend.num_replicas_in_sync() > 1:
+            raise ConfigError(
+                "--algorithm=flexmatch: its per-image state is not synchronised across "
+                "TensorFlow replicas; use one replica, or --backend=jax"
+            )
+        self.threshold = settings.threshold
+        self.weight = settings.weight
+        self.warmup = settings.warmup
+        self.num_classes = context.num_classes
+        self.selected_labels = keras.Variable(
+            -ops.ones((context.num_unlabeled,), "int32"),
+            trainable=False,
+            name="flexmatch_selected_labels",
+        )
+        self.learning_effects = keras.Variable(
+            ops.zeros((context.num_classes,)), trainable=False, name="flexmatch_learning_effects"
+        )
+        self.state_variables = {
+            "selected_labels": self.selected_labels,
+            "learning_effects": self.learning_effects,
+        }
+
+    def class_thresholds(self, pseudo_labels):
+        """`(B_u,)` thresholds `τ σ_c / (2 − σ_c)` of the images' pseudo-labels c."""
+        effects = ops.take(ops.convert_to_tensor(self.learning_effects), pseudo_labels)
+        return self.threshold * effects / (2.0 - effects)
+
+    def record(self, weak_probs, indices):
+        """Records the confident (≥ τ) pseudo-labels of the images at `indices`, then σ."""
+        confident = ops.max(weak_probs, axis=-1) >= self.threshold
+        current = ops.take(ops.convert_to_tensor(self.selected_labels), indices)
+        labels = ops.where(confident, ops.cast(ops.argmax(weak_probs, axis=-1), "int32"), current)
+        selected = ops.scatter_update(self.selected_labels, indices[:, None], labels)
+        self.selected_labels.assign(selected)
+        self.learning_effects.assign(
+            learning_effects(selected, self.num_classes, self.warmup, self.learning_effects)
+        )
+        return selected
+
+    def __call__(self, model, x_labeled, y_labeled, x_unlabeled, unlabeled_extras) -> BaseOutputs:
+        if len(x_unlabeled.shape) != 5 or x_unlabeled.shape[1] != 2:
+            raise ValueError(
+                "FlexMatch needs unlabeled batches of shape (B, 2, H, W, C): a weak and a "
+                "strong view of each image"
+            )
+        labeled_logits, weak_logits, strong_logits = forward_weak_and_strong(
+            model, x_labeled, x_unlabeled
+        )
+        weak_probs = ops.stop_gradient(ops.softmax(weak_logits, axis=-1))
+        thresholds = self.class_thresholds(ops.argmax(weak_probs, axis=-1))
+        unlabeled_loss, mask = losses.confident_cross_entropy(weak_probs, strong_logits, thresholds)
+        selected = self.record(weak_probs, ops.cast(unlabeled_extras["indices"], "int32"))
+        return BaseOutputs(
+            labeled_logits=labeled_logits,
+            labels=y_labeled,
+            unlabeled_probs=ops.softmax(strong_logits, axis=-1),
+            targets=weak_probs,
+            contribution=Contribution(
+                losses={
+                    "sup_loss": Term(losses.cross_entropy(y_labeled, labeled_logits)),
+                    "flexmatch_loss": Term(unlabeled_loss, self.weight),
+                },
+                metrics={
+                    "flexmatch_mask": ops.mean(mask),
+                    "flexmatch_used": ops.mean(ops.cast(selected >= 0, "float32")),
+                },
+            ),
+        )
+
+
+def check_flexmatch(spec, values, setup) -> None:
+    """FlexMatch's combination rule: its per-image state needs the pool in memory."""
+    if spec.base == "flexmatch" and setup.streamed_unlabeled:
+        raise ConfigError(
+            "--extra_unlabeled: flexmatch keeps a pseudo-label per unlabeled image, and the "
+            "extra split is streamed without positions; turn it off"
+        )
+
+
+register(
+    Method(
+        "flexmatch",
+        BASE,
+        FlexMatchSettings,
+        FlexMatch,
+        unlabeled_views=("weak", "strong"),
+        gives_second_view=False,
+        augments_in_pipeline=True,
+        check=check_flexmatch,
+    )
+)
