@@ -19,6 +19,7 @@ import augment_placement  # noqa: E402
 import backends  # noqa: E402
 import budget_ablation  # noqa: E402
 import common  # noqa: E402
+import fixmatch_ns3l  # noqa: E402
 import fmnist_2000  # noqa: E402
 import frozen_statistics_cost  # noqa: E402
 import step_time  # noqa: E402
@@ -563,3 +564,60 @@ def test_backends_report_pairs_the_seeds_both_backends_finished():
     text = backends.markdown(summary)
     assert "| jax | 1, 2 | 21.00 ± 0.00 | 750.00 ± 70.71 |" in text
     assert "JAX − TensorFlow, paired by seed (1, 2): +0.00 % points" in text
+
+
+@pytest.mark.parametrize("labels", fixmatch_ns3l.LABELS)
+@pytest.mark.parametrize("row", fixmatch_ns3l.ROWS)
+def test_every_fixmatch_row_is_a_valid_run(row, labels, saved_flags, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    saved_flags.unparse_flags()
+    cli.parse_flags(["prog", *fixmatch_ns3l.row_flags(row, labels), "--seed=1"])
+    config = config_from_flags()
+    assert config.num_labeled == labels and config.algorithm == row.replace("_", "+")
+    assert (config.optimizer, config.lr_schedule, config.ema_decay) == ("sgd", "cosine", 0.999)
+
+
+def test_the_pilot_budget_is_where_validation_stays_near_its_lowest():
+    history = [
+        {"step": 250, "val_error": 30.0, "test_error": 0.0},
+        {"step": 500, "val_error": 20.5},  # within 1 of 20.0, but 22.0 follows
+        {"step": 750, "val_error": 22.0},
+        {"step": 1000, "val_error": 20.9},
+        {"step": 1250, "val_error": 20.0},
+        {"step": 1500, "val_error": 20.6},
+    ]
+    assert fixmatch_ns3l.choose_budget(history, 1.0) == 1000
+    assert fixmatch_ns3l.choose_budget(history, 2.5) == 500
+    assert fixmatch_ns3l.choose_budget(history, 0.1) == 1500  # never settles: the whole pilot
+    assert fixmatch_ns3l.choose_budget(history[:5], 0.1) == 1500  # 1250 rounded up to 500s
+
+
+@pytest.mark.large
+def test_the_fixmatch_benchmark_pilots_then_pairs_rows(tmp_path):
+    common_flags = [
+        "--labels=40",
+        "--extra_flags=--unlabeled_batch_size=16,--batch_size=16,--num_validation=500",
+        f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path}",
+    ]
+    out = _script(
+        "fixmatch_ns3l.py", "--pilot", "--pilot_steps=4", "--pilot_eval_every=2", *common_flags
+    )
+    pilot = json.loads((tmp_path / "fixmatch_ns3l_pilot.json").read_text())
+    assert pilot["budgets"] == {"40": 500} and "40 labels: a budget of 500 steps" in out
+    _script(
+        "fixmatch_ns3l.py", "--rows=supervised,fixmatch", "--seeds=1,2", "--steps=4", *common_flags
+    )
+    report = json.loads((tmp_path / "fixmatch_ns3l.json").read_text())
+    rows = report["cells"]["40"]
+    assert rows["supervised"]["seeds"] == [1, 2] and rows["fixmatch"]["steps"] == 4
+    difference = rows["fixmatch"]["minus_supervised"]
+    per_seed = [
+        a - b
+        for a, b in zip(
+            rows["fixmatch"]["per_seed_test_error"], rows["supervised"]["per_seed_test_error"]
+        )
+    ]
+    assert difference["n"] == 2 and difference["mean"] == pytest.approx(np.mean(per_seed))
+    assert (tmp_path / "fixmatch_ns3l.png").exists()
+    assert "| fixmatch | 1, 2 | 4 |" in (tmp_path / "fixmatch_ns3l.md").read_text()

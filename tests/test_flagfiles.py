@@ -15,6 +15,16 @@ from .conftest import REPO_ROOT
 TABLE1 = ["supervised", "pseudo_label", "vat", "vat_entmin", "ns3l", "vat_ns3l"]
 TABLE1_CELLS = ["cifar10_4000", "svhn_1000", "cifar100_10000"]
 MIXMATCH_CELLS = ["cifar10_250", "cifar10_4000", "svhn_250", "svhn_1000", "stl10_1000"]
+FIXMATCH_CELLS = [
+    "cifar10_40",
+    "cifar10_250",
+    "cifar10_4000",
+    "svhn_40",
+    "svhn_250",
+    "svhn_1000",
+    "stl10_1000",
+]
+FIXMATCH_FAMILY = ["fixmatch", "fixmatch_ns3l", "flexmatch", "flexmatch_ns3l"]
 FMNIST = [
     "supervised",
     "pseudo_label",
@@ -37,6 +47,8 @@ def test_every_paper_cell_has_a_flagfile():
     names = [f"{c}_{m}" for c in TABLE1_CELLS for m in TABLE1]
     names += [f"{c}_{m}" for c in MIXMATCH_CELLS for m in ("mixmatch", "mixmatch_ns3l")]
     names += [f"fmnist_2000_{m}" for m in FMNIST] + ["fmnist_2000"]
+    names += [f"{c}_{m}" for c in FIXMATCH_CELLS for m in ("fixmatch", "fixmatch_ns3l")]
+    names += [f"fmnist_{n}_{m}" for n in (40, 250, 2000) for m in FIXMATCH_FAMILY]
     missing = [n for n in names if not os.path.exists(os.path.join(REPO_ROOT, "flags", f"{n}.cfg"))]
     assert not missing
 
@@ -57,6 +69,16 @@ def test_every_paper_cell_has_a_flagfile():
         ("cifar10_4000_mixmatch_ns3l", dict(ns3l_weight=10, num_labeled=4000)),
         ("svhn_250_mixmatch", dict(algorithm="mixmatch", mixmatch_weight=250, ema_decay=0.999)),
         ("stl10_1000_mixmatch_ns3l", dict(mixmatch_weight=50, ns3l_weight=2, weight_decay=0.02)),
+        (
+            "cifar10_40_fixmatch",
+            dict(
+                algorithm="fixmatch", fixmatch_threshold=0.95, fixmatch_weight=1.0, num_labeled=40
+            ),
+        ),
+        ("svhn_250_fixmatch_ns3l", dict(algorithm="fixmatch+ns3l", dataset="svhn_cropped")),
+        ("stl10_1000_fixmatch", dict(dataset="stl10", translate=12, model="wrn_stl10")),
+        ("fmnist_40_flexmatch_ns3l", dict(algorithm="flexmatch+ns3l", ns3l_threshold=0.03)),
+        ("fmnist_250_fixmatch", dict(num_labeled=250, unlabeled_batch_size=448, lr_decay_step=0)),
     ],
 )
 def test_paper_hyperparameters(name, expected, saved_flags, monkeypatch):
@@ -64,6 +86,22 @@ def test_paper_hyperparameters(name, expected, saved_flags, monkeypatch):
     for key, value in expected.items():
         wanted = value if isinstance(value, str) else pytest.approx(value)
         assert config.flag_values()[key] == wanted, key
+
+
+def test_the_fixmatch_protocol(saved_flags, monkeypatch):
+    fixmatch = _config("cifar10_4000_fixmatch_ns3l", saved_flags, monkeypatch)
+    # google-research/fixmatch: 64 + 7 x 64 images, SGD-Nesterov 0.03 with cos(7 pi k / 16 K)
+    # over 2^20 steps, EMA 0.999, inputs in [-1, 1], 4 px translation and flips on CIFAR-10.
+    assert (fixmatch.batch_size, fixmatch.unlabeled_batch_size) == (64, 448)
+    assert (fixmatch.optimizer, fixmatch.learning_rate, fixmatch.lr_schedule) == (
+        "sgd",
+        0.03,
+        "cosine",
+    )
+    assert (fixmatch.train_steps, fixmatch.eval_every, fixmatch.ema_decay) == (2**20, 1024, 0.999)
+    assert (fixmatch.preprocessing, fixmatch.translate, fixmatch.flips) == ("rescale", 4, True)
+    assert fixmatch.weight_decay == pytest.approx(5e-4 / (1 - 0.9))  # the L2 form's, decoupled
+    assert not fixmatch.augments_in_model
 
 
 def test_protocols(saved_flags, monkeypatch):

@@ -49,8 +49,8 @@ def learning_effects(selected_labels, num_classes: int, warmup: bool, previous):
     Returns:
       `(K,)` float32 `count_c / max count`.
     """
-    counts = ops.cast(ops.bincount(selected_labels + 1, minlength=num_classes + 1), "float32")
-    counts = counts[: num_classes + 1]  # [unused, class 0, ..., class K−1]
+    # [unused, class 0, ..., class K−1]; a sum of one-hots, as XLA (JAX) needs static shapes.
+    counts = ops.sum(ops.one_hot(selected_labels + 1, num_classes + 1), axis=0)
     class_counts = counts[1:]
     largest = ops.max(counts) if warmup else ops.max(class_counts)
     effects = class_counts / ops.maximum(largest, 1.0)
@@ -118,18 +118,18 @@ class FlexMatch:
 
     def class_thresholds(self, pseudo_labels):
         """`(B_u,)` thresholds `τ σ_c / (2 − σ_c)` of the images' pseudo-labels c."""
-        effects = ops.take(ops.convert_to_tensor(self.learning_effects), pseudo_labels)
+        effects = ops.take(self.learning_effects.value, pseudo_labels)
         return self.threshold * effects / (2.0 - effects)
 
     def record(self, weak_probs, indices):
         """Records the confident (≥ τ) pseudo-labels of the images at `indices`, then σ."""
         confident = ops.max(weak_probs, axis=-1) >= self.threshold
-        current = ops.take(ops.convert_to_tensor(self.selected_labels), indices)
+        current = ops.take(self.selected_labels.value, indices)
         labels = ops.where(confident, ops.cast(ops.argmax(weak_probs, axis=-1), "int32"), current)
-        selected = ops.scatter_update(self.selected_labels, indices[:, None], labels)
+        selected = ops.scatter_update(self.selected_labels.value, indices[:, None], labels)
         self.selected_labels.assign(selected)
         self.learning_effects.assign(
-            learning_effects(selected, self.num_classes, self.warmup, self.learning_effects)
+            learning_effects(selected, self.num_classes, self.warmup, self.learning_effects.value)
         )
         return selected
 
