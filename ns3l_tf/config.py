@@ -442,21 +442,66 @@ TUNERS = ("random", "bayesian", "hyperband")
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
-    """Log-uniform ranges: T·K in `threshold_times_classes`, λ₁ in `weight`."""
+    """What `ns3l-tune` searches: `{flag name: SearchRange}`, each log-uniform; a per-class
+    range is of the value times K (NS³L's T·K), and its value is kept below 1."""
 
-    threshold_times_classes: tuple[float, float] = (0.05, 2.0)
-    weight: tuple[float, float] = (0.1, 10.0)
+    ranges: dict[str, settings_lib.SearchRange]
 
-    def __post_init__(self):
-        for name, flag in (
-            ("threshold_times_classes", "threshold_range"),
-            ("weight", "weight_range"),
-        ):
-            bounds = getattr(self, name)
-            if len(bounds) != 2 or not 0.0 < bounds[0] < bounds[1]:
+    def value(self, flag: str, sampled: float, num_classes: int) -> float:
+        """The setting's value for a trial's `sampled` draw of `flag`'s range."""
+        if self.ranges[flag].per_class:
+            return min(sampled / num_classes, 0.999)
+        return sampled
+
+    def hyperparameter_name(self, flag: str) -> str:
+        """The KerasTuner name of `flag`'s draw: `<flag>_times_classes` for a per-class one."""
+        return f"{flag}_times_classes" if self.ranges[flag].per_class else flag
+
+
+def search_space(config: Config, entries: list[str] = ()) -> SearchSpace:
+    """The search of `config`'s algorithm: with no `entries`, every setting its methods
+    declare searchable (`setting(search=...)`); else exactly the `--search` entries, each
+    `<flag>` (its declared range) or `<flag>=<low>:<high>` (log-uniform; per class where the
+    setting declares so), e.g. `ns3l_weight=0.3:3`.
+
+    Raises:
+      ConfigError: an entry names no float setting of the algorithm's methods, or has a bad
+        range.
+    """
+    declared, numeric = {}, []
+    for method in config.algorithm_spec.methods:
+        for field in dataclasses.fields(method.settings):
+            flag = settings_lib.flag_name(method.name, field)
+            if settings_lib.field_type(field) is float:
+                numeric.append(flag)
+            if field.metadata.get("search") is not None:
+                declared[flag] = field.metadata["search"]
+    if not entries:
+        return SearchSpace(declared)
+    ranges = {}
+    for entry in entries:
+        flag, _, bounds = entry.partition("=")
+        if flag not in numeric:
+            raise ConfigError(
+                f"--search={entry}: {flag} is no float setting of --algorithm={config.algorithm};"
+                f" allowed: {', '.join(numeric)}"
+            )
+        if not bounds:
+            if flag not in declared:
                 raise ConfigError(
-                    f"--{flag}={','.join(map(str, bounds))}: need two numbers 0 < low < high"
+                    f"--search={entry}: {flag} declares no range; give {flag}=low:high"
                 )
+            ranges[flag] = declared[flag]
+            continue
+        try:
+            low, high = (float(v) for v in bounds.split(":"))
+            per_class = flag in declared and declared[flag].per_class
+            ranges[flag] = settings_lib.SearchRange(low, high, per_class)
+        except ValueError:
+            raise ConfigError(
+                f"--search={entry}: need {flag}=low:high with 0 < low < high"
+            ) from None
+    return SearchSpace(ranges)
 
 
 def search_flags(config: Config, tuner: str, space: SearchSpace) -> dict[str, Any]:
@@ -465,20 +510,22 @@ def search_flags(config: Config, tuner: str, space: SearchSpace) -> dict[str, An
     return {
         **config.run_defining_values(),
         "tuner": tuner,
-        "threshold_range": list(space.threshold_times_classes),
-        "weight_range": list(space.weight),
+        "search": {flag: [r.low, r.high, r.per_class] for flag, r in space.ranges.items()},
     }
 
 
-def check_search(config: Config, tuner: str, max_trials: int) -> None:
-    """Raises `ConfigError` unless `config` has an NS³L term, a validation split and one
-    device, and `tuner` and `max_trials` are valid."""
+def check_search(config: Config, tuner: str, max_trials: int, space: SearchSpace) -> None:
+    """Raises `ConfigError` unless the search has something to search, `config` has a
+    validation split and one device, and `tuner` and `max_trials` are valid."""
     if tuner not in TUNERS:
         raise ConfigError(f"--tuner={tuner}: unknown; allowed: {', '.join(TUNERS)}")
     if max_trials < 1:
         raise ConfigError(f"--max_trials={max_trials}: must be >= 1")
-    if "ns3l" not in config.algorithm_spec.terms:
-        raise ConfigError(f"--algorithm={config.algorithm}: has no ns3l term to tune")
+    if not space.ranges:
+        raise ConfigError(
+            f"--algorithm={config.algorithm}: its methods declare no searchable setting; name "
+            "one with --search=<setting>=<low>:<high>"
+        )
     if config.validation_size == 0:
         raise ConfigError(
             f"--num_validation={config.num_validation}: tuning needs a validation split (the "

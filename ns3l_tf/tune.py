@@ -1,14 +1,19 @@
-"""Search NS³L's threshold T and weight λ₁ with KerasTuner, on the validation error.
+"""Search a run's method settings (NS³L's T and λ₁ by default) with KerasTuner, on the
+validation error.
 
     python -m ns3l_tf.tune --flagfile=flags/fmnist_2000.cfg --tuner=bayesian --max_trials=20
+    python -m ns3l_tf.tune --flagfile=flags/fmnist_250_fixmatch_ns3l.cfg \
+        --search=ns3l_weight=0.1:3,fixmatch_threshold=0.8:0.98
 
-Every trial trains the flagfile's run (its method, budget and seed) with one (T, λ₁) and is
-scored by its lowest validation error; the test split is never used to choose. T is searched
-on a log scale as T·K in `--threshold_range` (the paper's T = 0.4 / K is T·K = 0.4), λ₁ on a
-log scale in `--weight_range`. The search is resumable: rerunning the same command in the
-same `--tune_dir` continues it. At the end the command prints and saves, in `--tune_dir`,
-`trials.md` / `trials.json` (every trial's T, λ₁ and validation error, and the test error of
-the best one) and `best.cfg`, a complete flagfile of the best run (see `ns3l_tf.tuning`).
+Every trial trains the flagfile's run (its method, budget and seed) with one draw of the
+searched settings and is scored by its lowest validation error; the test split is never used
+to choose. Without `--search`, the space is every setting the algorithm's methods declare
+searchable: NS³L's T on a log scale as T·K in [0.05, 2] (the paper's T = 0.4 / K is
+T·K = 0.4) and λ₁ on a log scale in [0.1, 10]. The search is resumable: rerunning the same
+command in the same `--tune_dir` continues it. At the end the command prints and saves, in
+`--tune_dir`, `trials.md` / `trials.json` (every trial's settings and validation error, and
+the test error of the best one) and `best.cfg`, a complete flagfile of the best run (see
+`ns3l_tf.tuning`).
 """
 
 import os
@@ -21,10 +26,10 @@ from ns3l_tf import data as data_lib
 from ns3l_tf.config import (
     TUNERS,
     ConfigError,
-    SearchSpace,
     check_search,
     config_from_flags,
     search_flags,
+    search_space,
 )
 from ns3l_tf.run_dir import RunDirectory
 
@@ -35,22 +40,16 @@ _MAX_TRIALS = flags.DEFINE_integer(
 _TUNE_DIR = flags.DEFINE_string(
     "tune_dir", None, "Where the search lives (resumable); default runs/tune/<run name>."
 )
-_THRESHOLD_RANGE = flags.DEFINE_list(
-    "threshold_range", ["0.05", "2.0"], "T times the number of classes: low,high (log scale)."
+_SEARCH = flags.DEFINE_list(
+    "search",
+    [],
+    "Settings to search, each <setting> (its declared range) or <setting>=<low>:<high> (log "
+    "scale), e.g. ns3l_weight=0.1:3,fixmatch_threshold=0.8:0.98; default every searchable "
+    "setting of the algorithm's methods (NS3L: T as T*K in 0.05:2, lambda_1 in 0.1:10).",
 )
-_WEIGHT_RANGE = flags.DEFINE_list("weight_range", ["0.1", "10"], "lambda_1: low,high (log).")
 config_lib.define_flags()
 flags.adopt_module_key_flags(config_lib)
 flags.adopt_module_key_flags(cli)
-
-
-def _float_pair(holder: flags.FlagHolder) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in holder.value)
-    except ValueError:
-        raise ConfigError(
-            f"--{holder.name}={','.join(holder.value)}: need two numbers low,high"
-        ) from None
 
 
 def main(argv: list[str]) -> None:
@@ -58,8 +57,8 @@ def main(argv: list[str]) -> None:
     cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
-        space = SearchSpace(_float_pair(_THRESHOLD_RANGE), _float_pair(_WEIGHT_RANGE))
-        check_search(config, _TUNER.value, _MAX_TRIALS.value)
+        space = search_space(config, _SEARCH.value)
+        check_search(config, _TUNER.value, _MAX_TRIALS.value, space)
         cli.use_backend(config.backend)
         cli.require_tensorflow()
         directory = _TUNE_DIR.value or os.path.join(

@@ -1,11 +1,12 @@
-"""Search NS³L's threshold T and weight λ₁ with KerasTuner, on the validation error.
+"""Search a run's method settings with KerasTuner, on the validation error.
 
-Every trial trains `config`'s run (its method, budget and seed) with one (T, λ₁) and is
-scored by its lowest validation error; the test split is never used to choose. T is searched
-on a log scale as T·K (the paper's T = 0.4 / K is T·K = 0.4), λ₁ on a log scale (see
-`config.SearchSpace`). The search resumes from its directory. `run` writes there
-`trials.md` / `trials.json` (every trial's T, λ₁ and validation error, and the test error of
-the best one) and `best.cfg`, a complete flagfile of the best run.
+Every trial trains `config`'s run (its method, budget and seed) with one draw of the settings
+in the search space and is scored by its lowest validation error; the test split is never
+used to choose. By default the space is every setting the algorithm's methods declare
+searchable (`config.search_space`): for NS³L, T on a log scale as T·K (the paper's T = 0.4 / K
+is T·K = 0.4) and λ₁ on a log scale. The search resumes from its directory. `run` writes
+there `trials.md` / `trials.json` (every trial's settings and validation error, and the test
+error of the best one) and `best.cfg`, a complete flagfile of the best run.
 
     results = tuning.run(config, data, tuner="random", max_trials=6, directory="runs/tune/x")
 """
@@ -18,36 +19,39 @@ import keras_tuner as kt
 
 from ns3l_tf import data as data_lib
 from ns3l_tf import experiment, io_utils
-from ns3l_tf.config import Config, SearchSpace, check_search, search_flags
+from ns3l_tf.config import Config, SearchSpace, check_search, search_flags, search_space
 from ns3l_tf.run_dir import RunDirectory
-
-DEFAULT_SEARCH_SPACE = SearchSpace()
 
 TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
 OBJECTIVE = kt.Objective("val_error", direction="min")
 
 
-class NS3LHyperModel(kt.HyperModel):
-    """Builds and trains `config`'s run with the trial's T and λ₁.
+class SettingsHyperModel(kt.HyperModel):
+    """Builds and trains `config`'s run with the trial's draw of `space`.
 
     Each trial fits once for `config.train_steps`, evaluating every `config.eval_every`
     steps; KerasTuner keeps the epoch with the lowest `val_error`.
     """
 
     def __init__(self, config: Config, data: data_lib.SSLData, space: SearchSpace):
-        super().__init__(name="ns3l")
+        super().__init__(name="settings")
         self.config = config
         self.data = data
         self.space = space
         self._extras = None  # per-image pipeline rows, computed once for every trial
 
+    def trial_values(self, hp: kt.HyperParameters) -> dict[str, float]:
+        """`{flag: value}` of the trial's draw (a per-class range's draw divided by K)."""
+        values = {}
+        for flag, bounds in self.space.ranges.items():
+            name = self.space.hyperparameter_name(flag)
+            sampled = hp.Float(name, bounds.low, bounds.high, sampling="log")
+            values[flag] = self.space.value(flag, sampled, self.config.num_classes)
+        return values
+
     def trial_config(self, hp: kt.HyperParameters) -> Config:
-        """`config` with the trial's T (sampled as T·K) and λ₁."""
-        low, high = self.space.threshold_times_classes
-        scaled = hp.Float("threshold_times_classes", low, high, sampling="log")
-        weight = hp.Float("ns3l_weight", *self.space.weight, sampling="log")
-        threshold = min(scaled / self.config.num_classes, 0.999)
-        return self.config.replace(ns3l_threshold=threshold, ns3l_weight=weight)
+        """`config` with the trial's settings."""
+        return self.config.replace(**self.trial_values(hp))
 
     def build(self, hp):
         return experiment.build_model(self.trial_config(hp), self.data)  # built: reloads
@@ -76,15 +80,15 @@ def make_tuner(
     tuner: str,
     max_trials: int,
     directory: str,
-    space: SearchSpace = DEFAULT_SEARCH_SPACE,
+    space: SearchSpace,
 ) -> kt.Tuner:
-    """A KerasTuner search of `config`'s (T, λ₁) that resumes from `directory`."""
-    check_search(config, tuner, max_trials)
+    """A KerasTuner search of `space` for `config`'s run that resumes from `directory`."""
+    check_search(config, tuner, max_trials, space)
     budget = {"max_trials": max_trials}
     if tuner == "hyperband":
         budget = {"max_epochs": config.train_steps // config.eval_every, "factor": 3}
     return TUNERS[tuner](
-        NS3LHyperModel(config, data, space),
+        SettingsHyperModel(config, data, space),
         objective=OBJECTIVE,
         seed=config.seed,
         directory=os.path.dirname(os.path.abspath(directory)),
@@ -94,27 +98,25 @@ def make_tuner(
     )
 
 
-def trial_table(tuner: kt.Tuner, config: Config) -> list[dict]:
-    """One row per finished trial, best first: id, T, λ₁, best validation error (%)."""
+def trial_table(tuner: kt.Tuner, config: Config, space: SearchSpace) -> list[dict]:
+    """One row per finished trial, best first: id, each searched setting, the best validation
+    error (%)."""
     rows = []
     for trial in tuner.oracle.trials.values():
         if trial.score is None:
             continue
-        values = trial.hyperparameters.values
-        rows.append(
-            {
-                "trial": trial.trial_id,
-                "ns3l_threshold": values["threshold_times_classes"] / config.num_classes,
-                "ns3l_weight": values["ns3l_weight"],
-                "val_error": float(trial.score),
-            }
-        )
+        drawn = trial.hyperparameters.values
+        values = {
+            flag: space.value(flag, drawn[space.hyperparameter_name(flag)], config.num_classes)
+            for flag in space.ranges
+        }
+        rows.append({"trial": trial.trial_id, **values, "val_error": float(trial.score)})
     return sorted(rows, key=lambda row: row["val_error"])
 
 
-def best_flagfile(config: Config, best: dict) -> str:
-    """A complete flagfile of `config` with the best trial's T and λ₁."""
-    tuned = config.replace(ns3l_threshold=best["ns3l_threshold"], ns3l_weight=best["ns3l_weight"])
+def best_flagfile(config: Config, best: dict, space: SearchSpace) -> str:
+    """A complete flagfile of `config` with the best trial's settings."""
+    tuned = config.replace(**{flag: best[flag] for flag in space.ranges})
     lines = [f"# Best of {best['trials']} trials: validation error {best['val_error']:.2f}%."]
     for name, value in tuned.flag_values().items():
         if value is not None and name != "output_dir":
@@ -123,17 +125,19 @@ def best_flagfile(config: Config, best: dict) -> str:
 
 
 def markdown(rows: list[dict], test_error: float, tuner: str) -> str:
+    searched = [k for k in rows[0] if k not in ("trial", "val_error")] if rows else []
     lines = [
-        f"# NS3L search ({tuner}): {len(rows)} trials, best first",
+        f"# Search ({tuner}) of {', '.join(searched)}: {len(rows)} trials, best first",
         "",
         f"Test error of the best trial (reported, never used to choose): {test_error:.2f}%.",
         "",
-        "| trial | T | lambda_1 | best validation error % |",
-        "|---|---|---|---|",
+        "| trial | " + " | ".join(searched) + " | best validation error % |",
+        "|---|" + "---|" * len(searched) + "---|",
     ]
     lines += [
-        f"| {r['trial']} | {r['ns3l_threshold']:.4g} | {r['ns3l_weight']:.3g} | "
-        f"{r['val_error']:.2f} |"
+        f"| {r['trial']} | "
+        + " | ".join(f"{r[flag]:.4g}" for flag in searched)
+        + f" | {r['val_error']:.2f} |"
         for r in rows
     ]
     return "\n".join(lines) + "\n"
@@ -145,7 +149,7 @@ def run(
     tuner: str = "bayesian",
     max_trials: int = 10,
     directory: str = "runs/tune",
-    space: SearchSpace = DEFAULT_SEARCH_SPACE,
+    space: SearchSpace | None = None,
     verbose: int = 0,
     tune_dir: RunDirectory | None = None,
     overwrite: bool = False,
@@ -156,6 +160,8 @@ def run(
     other values is refused unless `overwrite`, which starts afresh.
 
     Args:
+      space: what to search; default every searchable setting of `config`'s methods
+        (`config.search_space`).
       tune_dir: `directory`, opened (locked) by the caller; default opens it here.
 
     Returns:
@@ -164,6 +170,7 @@ def run(
     Raises:
       RunDirError: `directory` holds a search with other flags, or a live search.
     """
+    space = search_space(config) if space is None else space
     opened_here = tune_dir is None
     if opened_here:
         tune_dir = RunDirectory(directory, flag="tune_dir")
@@ -178,11 +185,11 @@ def run(
 def _search(config, data, tuner, max_trials, directory, space, verbose) -> dict:
     search = make_tuner(config, data, tuner, max_trials, directory, space)
     start = time.time()
-    # KerasTuner gives each trial its own log directory under it, with the trial's T and λ₁
-    # as hyperparameters and its validation error per evaluation (the HParams dashboard).
+    # KerasTuner gives each trial its own log directory under it, with the trial's draws as
+    # hyperparameters and its validation error per evaluation (the HParams dashboard).
     logs = keras.callbacks.TensorBoard(os.path.join(directory, "tensorboard"), write_graph=False)
     search.search(verbose=verbose, callbacks=[logs])
-    rows = trial_table(search, config)
+    rows = trial_table(search, config, space)
     best_model = search.get_best_models(1)[0]
     test_ds = data_lib.eval_dataset(data.test_images, data.test_labels, config.eval_batch_size)
     swap = [keras.callbacks.SwapEMAWeights()] if config.ema_decay > 0 else []
@@ -199,5 +206,5 @@ def _search(config, data, tuner, max_trials, directory, space, verbose) -> dict:
     }
     io_utils.write_json(os.path.join(directory, "trials.json"), results)
     io_utils.write_text(os.path.join(directory, "trials.md"), markdown(rows, test_error, tuner))
-    io_utils.write_text(os.path.join(directory, "best.cfg"), best_flagfile(config, best))
+    io_utils.write_text(os.path.join(directory, "best.cfg"), best_flagfile(config, best, space))
     return results

@@ -1,13 +1,16 @@
-"""KerasTuner search of T and λ₁: a real 2-trial search, resuming, outputs and bad flags."""
+"""KerasTuner search of the methods' settings (T and λ₁ by default): a real 2-trial search,
+resuming, outputs, the space from the registry and `--search`, and bad flags."""
 
 import json
 import os
 
+import keras_tuner as kt
 import numpy as np
 import pytest
 
 from ns3l_tf import cli, tune, tuning
-from ns3l_tf.config import Config, SearchSpace, config_from_flags
+from ns3l_tf.config import Config, SearchSpace, config_from_flags, search_space
+from ns3l_tf.settings import ConfigError, SearchRange
 
 from .conftest import REPO_ROOT
 
@@ -29,15 +32,20 @@ def test_two_trial_search_writes_its_table_and_best_flagfile(
     small_data, tmp_path, saved_flags, monkeypatch
 ):
     fits = []
-    original_fit = tuning.NS3LHyperModel.fit
+    original_fit = tuning.SettingsHyperModel.fit
 
     def counting_fit(self, hp, model, *args, **kwargs):
         fits.append((float(model.ns3l_threshold.numpy()), float(model.ns3l_weight.numpy())))
         return original_fit(self, hp, model, *args, **kwargs)
 
-    monkeypatch.setattr(tuning.NS3LHyperModel, "fit", counting_fit)
+    monkeypatch.setattr(tuning.SettingsHyperModel, "fit", counting_fit)
     directory = tmp_path / "search"
-    space = SearchSpace((0.1, 1.0), (0.5, 2.0))
+    space = SearchSpace(
+        {
+            "ns3l_threshold": SearchRange(0.1, 1.0, per_class=True),
+            "ns3l_weight": SearchRange(0.5, 2),
+        }
+    )
     results = tuning.run(_config(), small_data, "random", 2, str(directory), space)
 
     trials = results["trials"]
@@ -91,10 +99,11 @@ def test_two_trial_search_writes_its_table_and_best_flagfile(
     [
         (["--tuner=grid"], "--tuner=grid: unknown; allowed: random, bayesian, hyperband"),
         (["--max_trials=0"], "--max_trials=0: must be >= 1"),
-        (["--algorithm=vat"], "--algorithm=vat: has no ns3l term to tune"),
+        (["--algorithm=vat"], "--algorithm=vat: its methods declare no searchable setting"),
+        (["--search=ns3l_weight=2:1"], "--search=ns3l_weight=2:1: need ns3l_weight=low:high"),
+        (["--search=vat_epsilon=1:3"], "--search=vat_epsilon=1:3: vat_epsilon is no float"),
+        (["--search=ns3l_views"], "--search=ns3l_views: ns3l_views is no float setting"),
         (["--num_validation=0"], "--num_validation=0: tuning needs a validation split"),
-        (["--threshold_range=0.5,0.1"], "--threshold_range=0.5,0.1: need two numbers 0 < low"),
-        (["--weight_range=a,b"], "--weight_range=a,b: need two numbers low,high"),
     ],
 )
 def test_bad_tune_flags_exit_2_with_one_line(argv, message, saved_flags, capsys, monkeypatch):
@@ -116,7 +125,7 @@ def test_a_tune_dir_refuses_other_trial_defining_flags(tmp_path, saved_flags, ca
     monkeypatch.chdir(REPO_ROOT)
     preset = ["prog", "--flagfile=flags/fmnist_quick.cfg", f"--tune_dir={tmp_path}"]
     cli.parse_flags([*preset, "--tuner=random", "--max_trials=1"])
-    space = SearchSpace((0.05, 2.0), (0.1, 10.0))  # the default ranges
+    space = search_space(config_from_flags())  # the default ranges
     RunDirectory(str(tmp_path), flag="tune_dir").open(
         search_flags(config_from_flags(), "random", space)
     ).close()
@@ -128,3 +137,37 @@ def test_a_tune_dir_refuses_other_trial_defining_flags(tmp_path, saved_flags, ca
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --tune_dir=") and "other flags (--tuner=random→bayesian)" in line
     assert "--overwrite" in line
+
+
+def test_the_space_comes_from_the_named_methods_declarations():
+    ns3l = search_space(Config(algorithm="fixmatch+ns3l"))
+    assert ns3l.ranges == {
+        "ns3l_threshold": SearchRange(0.05, 2.0, per_class=True),
+        "ns3l_weight": SearchRange(0.1, 10.0),
+    }
+    assert ns3l.hyperparameter_name("ns3l_threshold") == "ns3l_threshold_times_classes"
+    assert ns3l.value("ns3l_threshold", 0.4, 10) == pytest.approx(0.04)  # T·K = 0.4
+    assert ns3l.value("ns3l_threshold", 2.0, 2) == 0.999  # a probability stays below 1
+    assert search_space(Config(algorithm="vat")).ranges == {}
+    chosen = search_space(
+        Config(algorithm="fixmatch+ns3l"), ["ns3l_threshold", "fixmatch_threshold=0.8:0.98"]
+    )
+    assert chosen.ranges == {
+        "ns3l_threshold": SearchRange(0.05, 2.0, per_class=True),
+        "fixmatch_threshold": SearchRange(0.8, 0.98),
+    }
+    with pytest.raises(ConfigError, match="fixmatch_threshold declares no range"):
+        search_space(Config(algorithm="fixmatch"), ["fixmatch_threshold"])
+
+
+def test_a_trial_config_carries_each_draw():
+    space = search_space(
+        Config(algorithm="fixmatch+ns3l"), ["ns3l_threshold", "fixmatch_weight=0.5:2"]
+    )
+    model = tuning.SettingsHyperModel(Config(algorithm="fixmatch+ns3l"), None, space)
+    hp = kt.HyperParameters()
+    hp.Fixed("ns3l_threshold_times_classes", 0.5)
+    hp.Fixed("fixmatch_weight", 1.5)
+    config = model.trial_config(hp)
+    assert config.methods["ns3l"].threshold == pytest.approx(0.05)
+    assert config.methods["fixmatch"].weight == pytest.approx(1.5)
