@@ -78,7 +78,7 @@ def test_every_paper_cell_has_a_flagfile():
         ("svhn_250_fixmatch_ns3l", dict(algorithm="fixmatch+ns3l", dataset="svhn_cropped")),
         ("stl10_1000_fixmatch", dict(dataset="stl10", translate=12, model="wrn_stl10")),
         ("fmnist_40_flexmatch_ns3l", dict(algorithm="flexmatch+ns3l", ns3l_threshold=0.03)),
-        ("fmnist_250_fixmatch", dict(num_labeled=250, unlabeled_batch_size=448, lr_decay_step=0)),
+        ("fmnist_250_fixmatch", dict(num_labeled=250, unlabeled_batch_size=112, lr_decay_step=0)),
     ],
 )
 def test_paper_hyperparameters(name, expected, saved_flags, monkeypatch):
