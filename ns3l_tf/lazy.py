@@ -7,6 +7,7 @@ at module level lets that implementation read like ordinary Keras code while imp
 """
 
 import importlib
+import sys
 import types
 
 
@@ -14,7 +15,11 @@ class LazyModule(types.ModuleType):
     """A stand-in for module `name` that imports it on the first attribute lookup."""
 
     def __getattr__(self, attribute: str):
-        return getattr(importlib.import_module(self.__name__), attribute)
+        # A module imported already is read from `sys.modules`: lookups inside a traced
+        # train step then call no import machinery (AutoGraph warns that it cannot convert
+        # `importlib._bootstrap._gcd_import`).
+        module = sys.modules.get(self.__name__) or importlib.import_module(self.__name__)
+        return getattr(module, attribute)
 
 
 def lazy(name: str) -> LazyModule:

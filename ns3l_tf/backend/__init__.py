@@ -15,6 +15,7 @@ Each module provides `train_step`, `test_step`, `input_gradient` and `num_replic
 """
 
 import importlib
+import sys
 
 import keras
 
@@ -37,7 +38,10 @@ def steps():
             f"Keras runs on the {name()!r} backend; ns3l_tf trains on {' or '.join(BACKENDS)} "
             "(set KERAS_BACKEND, or --backend, before Keras is imported)"
         )
-    return importlib.import_module(f"ns3l_tf.backend.{name()}")
+    module = f"ns3l_tf.backend.{name()}"
+    # From `sys.modules` once imported: `train_step` calls this while AutoGraph traces it,
+    # and AutoGraph warns that it cannot convert the import machinery.
+    return sys.modules.get(module) or importlib.import_module(module)
 
 
 def input_gradient(fn, x):
