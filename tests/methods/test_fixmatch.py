@@ -1,6 +1,10 @@
 """FixMatch and FlexMatch: their losses, FlexMatch's state, the strong augmentation, and NS³L
 on top, against hand computations and independent NumPy code."""
 
+import signal
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +13,8 @@ from ns3l_tf import SSLModel, backend, config, losses, methods
 from ns3l_tf.methods.flexmatch import FlexMatch, FlexMatchSettings, learning_effects
 from ns3l_tf.models.strong_augmentation import StrongAugmentation
 from ns3l_tf.settings import ConfigError
+
+from ..conftest import REPO_ROOT
 
 
 def test_confident_cross_entropy_keeps_rows_at_or_above_the_threshold():
@@ -198,3 +204,52 @@ def test_flexmatch_refuses_several_tensorflow_replicas(monkeypatch):
     monkeypatch.setattr(backend, "num_replicas_in_sync", lambda: 2)
     with pytest.raises(ConfigError, match="not synchronised across TensorFlow replicas"):
         _flexmatch()
+
+
+@pytest.mark.large
+def test_flexmatch_ns3l_from_its_flagfile_resumes_after_sigkill_with_its_state(tmp_path):
+    """The shipped flagfile trains; a run killed after a checkpoint and rerun ends as the
+    uninterrupted one: the same figures, weights and per-image pseudo-labels."""
+    from ..test_reliability import _figures, _results, _wait_for_checkpoint
+
+    tiny = [
+        "--flagfile=flags/fmnist_40_flexmatch_ns3l.cfg",
+        "--train_steps=12",
+        "--eval_every=6",
+        "--checkpoint_every=2",
+        "--batch_size=8",
+        "--unlabeled_batch_size=16",
+        "--num_validation=500",
+        "--flexmatch_threshold=0.3",
+        "--deterministic",
+    ]
+
+    def command(output_dir):
+        return [sys.executable, "-m", "ns3l_tf.train", *tiny, f"--output_dir={output_dir}"]
+
+    def state(output_dir):
+        import ns3l_tf
+
+        model = ns3l_tf.load_model(str(output_dir / "model.keras"), compile=False)
+        return model.flexmatch_selected_labels.numpy(), [np.asarray(v) for v in model.weights]
+
+    reference = tmp_path / "reference"
+    done = subprocess.run(command(reference), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        command(killed), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _wait_for_checkpoint(killed, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    resumed = subprocess.run(command(killed), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _results(killed)["resumed_at_steps"] and _figures(_results(killed)) == _figures(
+        _results(reference)
+    )
+    (labels, weights), (want_labels, want_weights) = state(killed), state(reference)
+    assert (labels >= 0).sum() > 0  # some images got a pseudo-label
+    np.testing.assert_array_equal(labels, want_labels)
+    for got, want in zip(weights, want_weights, strict=True):
+        np.testing.assert_array_equal(got, want)
