@@ -38,7 +38,7 @@ demo: install data
 TEST_WORKERS ?= 2
 
 test: install data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 # The unit tests alone (no test marked large): the quick answer while developing.
 test-fast: install data

@@ -94,7 +94,7 @@ def pilot_path() -> str:
 def run_pilot() -> dict:
     """FixMatch on seed 0 at each label count; the budgets chosen on validation."""
     budgets, curves = {}, {}
-    for labels in FLAGS.labels:
+    for labels in (int(n) for n in FLAGS.labels):
         output_dir = os.path.join(FLAGS.runs_dir, f"pilot_fixmatch_{labels}labels_seed0")
         flags_ = [
             *row_flags("fixmatch", labels),
@@ -154,11 +154,11 @@ def paired_difference(results: dict, row: str, baseline: str) -> dict | None:
     return paired_test([a - b for a, b in pairs])
 
 
-def report(runs: dict, start: float) -> dict:
-    """`runs[(labels, row)]` = finished results → the report."""
+def report(runs: dict, labels_list: list[int], rows_list: list[str], start: float) -> dict:
+    """`runs[(labels, row)]` = finished results → the report of `labels_list` × `rows_list`."""
     cells = {}
-    for labels in FLAGS.labels:
-        results = {row: runs.get((labels, row), []) for row in FLAGS.rows}
+    for labels in labels_list:
+        results = {row: runs.get((labels, row), []) for row in rows_list}
         rows = {}
         for row, finished in results.items():
             if not finished:
@@ -177,8 +177,7 @@ def report(runs: dict, start: float) -> dict:
         cells[str(labels)] = rows
     return {
         "benchmark": "NS3L on FixMatch and FlexMatch, Fashion-MNIST, small CNN",
-        "labels": list(FLAGS.labels),
-        "seeds": [int(s) for s in FLAGS.seeds],
+        "labels": list(labels_list),
         "cells": cells,
         "wall_seconds_this_invocation": round(time.time() - start, 1),
         "training_seconds_all_runs": round(sum(r["seconds"] for rs in runs.values() for r in rs)),
@@ -203,7 +202,7 @@ def markdown(report: dict) -> str:
         "Test error in % after the last step (EMA weights), mean ± std over the seeds finished; "
         "differences are paired by seed (the same labeled set): mean, 95 % t-interval, how "
         "many seeds went down (−) and up (+), and the exact sign test's p. Negative is better. "
-        f"Budgets from the validation-only pilot (`{FLAGS.name}_pilot.json`). "
+        "Budgets from the validation-only pilot (`fixmatch_ns3l_pilot.json`). "
         f"{report['machine']}; all runs took "
         f"{report['training_seconds_all_runs'] / 3600:.1f} h of training.",
     ]
@@ -259,15 +258,16 @@ def main(argv):
         return
     start, runs, current = time.time(), {}, None
     stem = os.path.join(FLAGS.results_dir, FLAGS.name)
-    budgets = {labels: budget_for(labels) for labels in FLAGS.labels}
+    labels_list = [int(n) for n in FLAGS.labels]
+    budgets = {labels: budget_for(labels) for labels in labels_list}
     for seed in (int(s) for s in FLAGS.seeds):  # seed-major: a partial table pairs every row
-        for labels in FLAGS.labels:
+        for labels in labels_list:
             for row in FLAGS.rows:
                 result = run_row(row, labels, seed, budgets[labels])
                 if result is None:
                     continue
                 runs.setdefault((labels, row), []).append(result)
-                current = report(runs, start)
+                current = report(runs, labels_list, FLAGS.rows, start)
                 io_utils.write_json(f"{stem}.json", current)
                 io_utils.write_text(f"{stem}.md", markdown(current))
                 chart(current, f"{stem}.png")

@@ -592,8 +592,30 @@ def test_the_pilot_budget_is_where_validation_stays_near_its_lowest():
     assert fixmatch_ns3l.choose_budget(history[:5], 0.1) == 1500  # 1250 rounded up to 500s
 
 
+def test_the_fixmatch_report_pairs_rows_by_seed_against_base_and_supervised():
+    def run(row, seed, error):
+        return {"flags": {"seed": seed}, "test_error": error, "steps": 500, "seconds": 10.0}
+
+    runs = {
+        (40, "supervised"): [run("supervised", 1, 30.0), run("supervised", 2, 32.0)],
+        (40, "fixmatch"): [run("fixmatch", 1, 20.0), run("fixmatch", 2, 25.0)],
+        (40, "fixmatch_ns3l"): [run("fixmatch_ns3l", 2, 24.0), run("fixmatch_ns3l", 1, 19.0)],
+        (40, "flexmatch"): [run("flexmatch", 1, 21.0)],
+    }
+    rows = ["supervised", "fixmatch", "fixmatch_ns3l", "flexmatch", "flexmatch_ns3l"]
+    report = fixmatch_ns3l.report(runs, [40], rows, 0.0)
+    cell = report["cells"]["40"]
+    assert list(cell) == ["supervised", "fixmatch", "fixmatch_ns3l", "flexmatch"]
+    assert cell["fixmatch"]["minus_supervised"]["mean"] == pytest.approx(-8.5)  # −10, −7
+    ns3l = cell["fixmatch_ns3l"]["minus_base"]  # paired by seed, not by position: −1, −1
+    assert ns3l["mean"] == pytest.approx(-1.0) and ns3l["negative"] == 2
+    assert cell["flexmatch"]["minus_supervised"] is None  # one seed: no test
+    table = fixmatch_ns3l.markdown(report)
+    assert "| fixmatch_ns3l | 2, 1 | 500 | 21.50 ± 3.54 | -1.00 [-1.00, -1.00], 2−/0+" in table
+
+
 @pytest.mark.large
-def test_the_fixmatch_benchmark_pilots_then_pairs_rows(tmp_path):
+def test_the_fixmatch_benchmark_pilots_then_runs_at_the_pilots_budget(tmp_path):
     common_flags = [
         "--labels=40",
         "--extra_flags=--unlabeled_batch_size=16,--batch_size=16,--num_validation=500",
@@ -605,19 +627,11 @@ def test_the_fixmatch_benchmark_pilots_then_pairs_rows(tmp_path):
     )
     pilot = json.loads((tmp_path / "fixmatch_ns3l_pilot.json").read_text())
     assert pilot["budgets"] == {"40": 500} and "40 labels: a budget of 500 steps" in out
-    _script(
-        "fixmatch_ns3l.py", "--rows=supervised,fixmatch", "--seeds=1,2", "--steps=4", *common_flags
-    )
+    assert [step for step, _ in pilot["validation_curves"]["40"]] == [2, 4]
+    # The table's runs take the pilot's budget unless --steps says otherwise.
+    _script("fixmatch_ns3l.py", "--rows=fixmatch", "--seeds=1", "--steps=4", *common_flags)
     report = json.loads((tmp_path / "fixmatch_ns3l.json").read_text())
-    rows = report["cells"]["40"]
-    assert rows["supervised"]["seeds"] == [1, 2] and rows["fixmatch"]["steps"] == 4
-    difference = rows["fixmatch"]["minus_supervised"]
-    per_seed = [
-        a - b
-        for a, b in zip(
-            rows["fixmatch"]["per_seed_test_error"], rows["supervised"]["per_seed_test_error"]
-        )
-    ]
-    assert difference["n"] == 2 and difference["mean"] == pytest.approx(np.mean(per_seed))
+    entry = report["cells"]["40"]["fixmatch"]
+    assert entry["seeds"] == [1] and entry["steps"] == 4
     assert (tmp_path / "fixmatch_ns3l.png").exists()
-    assert "| fixmatch | 1, 2 | 4 |" in (tmp_path / "fixmatch_ns3l.md").read_text()
+    assert "| fixmatch | 1 | 4 |" in (tmp_path / "fixmatch_ns3l.md").read_text()
