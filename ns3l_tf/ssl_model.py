@@ -86,15 +86,16 @@ class SSLModel(keras.Model):
       num_unlabeled: N_u, the size of the in-memory unlabeled pool, for methods that keep a
         state per unlabeled image (FlexMatch), which read each image's `indices` entry.
       **kwargs: method settings as `<method>_<setting>` (the CLI flag names; each method
-        declares its settings, defaults and help in `ns3l_tf.methods`; those of methods the
-        algorithm does not name are ignored), e.g. `ns3l_threshold=0.03` (T in (0, 1);
+        declares its settings, defaults and help in `ns3l_tf.methods`; a setting of a
+        method the algorithm does not name is refused), e.g. `ns3l_threshold=0.03` (T in (0, 1);
         default 0.4 / K), `ns3l_weight=0` (λ₁; 0 removes the NS³L term), `vat_epsilon=1.0`.
         Loss weights and T are non-trainable `keras.Variable` attributes of the same name
         (`model.ns3l_weight`), so callbacks and tuners can assign to them. Also
         `keras.Model`'s `name`.
 
     Raises:
-      ConfigError (a ValueError): a setting or a combination is not allowed.
+      ConfigError (a ValueError): a setting or a combination is not allowed, or a setting
+        belongs to a method the algorithm does not name.
       TypeError: a keyword is neither a method setting nor a `keras.Model` one.
 
     Example:
@@ -119,8 +120,17 @@ class SSLModel(keras.Model):
     ):
         spec = methods.parse_algorithm(algorithm)
         named = (spec.base, *spec.terms)
-        values = methods.split_flat(kwargs)  # every registered method's: loops need not filter
-        values = {name: values[name] for name in named}
+        owners = methods.setting_owners()
+        stray = [k for k in kwargs if k in owners and owners[k] not in named]
+        if stray:
+            owner = owners[stray[0]]
+            raise settings.ConfigError(
+                f"{stray[0]}={kwargs[stray[0]]!r}: a setting of {owner}, which algorithm "
+                f"{algorithm!r} does not name; add it ('{spec.base}+{owner}') or leave the "
+                "setting out (ns3l_tf.methods.settings_for(algorithm, keywords) drops the "
+                "others)"
+            )
+        values = methods.split_flat(kwargs, named)
         model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _MODEL_KWARGS}
         if kwargs:
             raise TypeError(

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ns3l_tf import SSLModel, models
+from ns3l_tf import SSLModel, methods, models
 from ns3l_tf import data as data_lib
 from ns3l_tf.models import preprocessing
+from ns3l_tf.settings import ConfigError
 
 from .methods.method_checks import fixed_batch
 
@@ -116,10 +117,21 @@ def test_bad_arguments_are_refused(kwargs, message):
         SSLModel(models.small_cnn(), num_classes=10, **kwargs)
 
 
-def test_unknown_settings_are_refused_and_those_of_other_methods_ignored():
+def test_unknown_settings_and_those_of_methods_not_named_are_refused():
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['vat_epsilonn'\]"):
         SSLModel(models.small_cnn(), num_classes=10, algorithm="vat", vat_epsilonn=1.0)
-    model = SSLModel(models.small_cnn(), num_classes=10, algorithm="ns3l", vat_epsilon=1.0)
+    # Even at its default: VAT would train without the NS³L the caller asked for.
+    with pytest.raises(
+        ConfigError,
+        match=r"^ns3l_weight=1.0: a setting of ns3l, which algorithm 'vat' does not name; add "
+        r"it \('vat\+ns3l'\)",
+    ):
+        SSLModel(models.small_cnn(), num_classes=10, algorithm="vat", ns3l_weight=1.0)
+    shared = {"vat_epsilon": 1.0, "ns3l_threshold": 0.05, "preprocessing": None}
+    assert methods.settings_for("ns3l", shared) == {"ns3l_threshold": 0.05, "preprocessing": None}
+    model = SSLModel(
+        models.small_cnn(), 10, algorithm="ns3l", **methods.settings_for("ns3l", shared)
+    )
     assert "vat_epsilon" not in model.get_config() and not hasattr(model, "vat_weight")
 
 

@@ -227,6 +227,24 @@ def flat_settings(values: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def setting_owners() -> dict[str, str]:
+    """`{flag name: method name}` of every registered method's settings."""
+    return {
+        flag: name
+        for name, method in REGISTRY.items()
+        for flag in settings_lib.flat(name, method.settings())
+    }
+
+
+def settings_for(algorithm: str, keywords: dict[str, Any]) -> dict[str, Any]:
+    """`keywords` without the settings of methods `algorithm` does not name; other keys
+    (`preprocessing=`, ...) stay. For building models of several algorithms from one dict."""
+    spec = parse_algorithm(algorithm)
+    named = {spec.base, *spec.terms}
+    owners = setting_owners()
+    return {k: v for k, v in keywords.items() if k not in owners or owners[k] in named}
+
+
 def validate_settings(values: dict[str, Any]) -> None:
     """Each method's field checks (raises `ConfigError` naming the flag)."""
     for name, method_values in values.items():

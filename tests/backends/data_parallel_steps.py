@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ns3l_tf import SSLModel, models  # noqa: E402
+from ns3l_tf import SSLModel, methods, models  # noqa: E402
 from ns3l_tf.backend import jax as jax_steps  # noqa: E402
 
 
@@ -40,14 +40,13 @@ def train(algorithm: str, devices: list) -> dict:
     """The weights and last logs after three steps laid out over `devices`."""
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     keras.utils.set_random_seed(0)
+    settings = {"vat_epsilon": 1.0, "ns3l_threshold": 0.05, "mixmatch_rampup_steps": 0}
     model = SSLModel(
         models.small_cnn(),
         10,
         algorithm=algorithm,
         seed=0,
-        vat_epsilon=1.0,
-        ns3l_threshold=0.05,
-        mixmatch_rampup_steps=0,
+        **methods.settings_for(algorithm, settings),
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model(np.zeros((1, 28, 28, 1), "float32"))

@@ -19,13 +19,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ns3l_tf import SSLModel, loop, models  # noqa: E402
+from ns3l_tf import SSLModel, loop, methods, models  # noqa: E402
 from ns3l_tf.backend import jax as jax_steps  # noqa: E402
 
 
 def model_of(algorithm, learning_rate):
     keras.utils.set_random_seed(0)
-    model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, ns3l_threshold=0.05)
+    settings = methods.settings_for(algorithm, {"ns3l_threshold": 0.05})
+    model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, **settings)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     model(np.zeros((1, 28, 28, 1), "float32"))
     model.optimizer.build(model.trainable_variables)

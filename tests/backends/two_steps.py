@@ -20,7 +20,7 @@ import sys
 import keras
 import numpy as np
 
-from ns3l_tf import SSLModel, models
+from ns3l_tf import SSLModel, methods, models
 
 LEARNING_RATE = 0.1
 CASES = {
@@ -106,8 +106,9 @@ def train_step(model, data):
 def run_case(name, initial_dir, out_dir):
     algorithm, kwargs = CASES[name]
     keras.utils.set_random_seed(0)
+    settings = methods.settings_for(algorithm, {**COMMON, **kwargs})
     model = SSLModel(
-        models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=8, **COMMON, **kwargs
+        models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=8, **settings
     )
     # The strong views are the batch's second images as given: RandAugment's sub-layers draw
     # from each backend's own generator (`tests/methods/test_fixmatch.py` checks the layer).

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ns3l_tf import SSLModel, models
+from ns3l_tf import SSLModel, methods, models
 from ns3l_tf import data as data_lib
 from ns3l_tf.models import layers, preprocessing
 
@@ -98,6 +98,7 @@ def with_extras(model, x_u):
 
 def build(algorithm, learning_rate=0.01, **kwargs):
     keras.utils.set_random_seed(0)
+    kwargs = methods.settings_for(algorithm, kwargs)  # the checks share one dict
     model = SSLModel(
         models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=1000, **kwargs
     )
