@@ -84,24 +84,33 @@ MIRRORED_REPLICAS_AGREE = textwrap.dedent(
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from ns3l_tf import SSLModel, distribute, models
+    from ns3l_tf import SSLModel, distribute, methods, models
 
     algorithm = sys.argv[1]
     rng = np.random.default_rng(0)
-    x_l = rng.normal(size=(16, 28, 28, 1)).astype("float32")
-    x_u = rng.normal(size=(16, 2, 28, 28, 1) if "mixmatch" in algorithm else (16, 28, 28, 1))
-    batch = ((x_l, rng.integers(0, 10, 16)), x_u.astype("float32"))
+    settings = {"vat_epsilon": 2.0, "flexmatch_threshold": 0.1, "ns3l_threshold": 0.09}
     strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = SSLModel(models.build_backbone("small_cnn", 10, (28, 28, 1)), 10,
-                         algorithm=algorithm, vat_epsilon=2.0, seed=0)
+                         algorithm=algorithm, seed=0, num_unlabeled=32,
+                         **methods.settings_for(algorithm, settings))
         model.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True))
         model(np.zeros((1, 28, 28, 1), "float32"))
+    views = model.unlabeled_augmentations
+    x_l = rng.normal(size=(16, 28, 28, 1)).astype("float32")
+    x_u = rng.normal(size=(16, views, 28, 28, 1) if views > 1 else (16, 28, 28, 1))
+    x_u = x_u.astype("float32")
+    if "indices" in model.unlabeled_extra_keys:  # each replica's shard: images 0-7, 8-15
+        x_u = {"images": x_u, "indices": np.arange(16, dtype="int32")}
+    batch = ((x_l, rng.integers(0, 10, 16)), x_u)
     history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, verbose=0)
     logs = {name: values[-1] for name, values in history.history.items()}
     copies = [v.value.values for v in [*model.variables, *model.optimizer.variables]]
     spread = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in copies)
-    print(json.dumps({"logs": logs, "variables": len(copies), "replica_spread": spread}))
+    state = getattr(model, "flexmatch_selected_labels", None)
+    recorded = None if state is None else int((np.asarray(state.value.values[0]) >= 0).sum())
+    print(json.dumps({"logs": logs, "variables": len(copies), "replica_spread": spread,
+                      "recorded": recorded}))
     """
 )
 
@@ -130,13 +139,16 @@ def test_two_mirrored_cpu_replicas_match_one_device(algorithm):
     assert report["relative_update_difference"] < 0.01
 
 
-@pytest.mark.parametrize("algorithm", ["vat+ns3l", "mixmatch+ns3l"])
+@pytest.mark.parametrize("algorithm", ["vat+ns3l", "mixmatch+ns3l", "flexmatch+ns3l"])
 @pytest.mark.large
 def test_mirrored_replicas_keep_identical_copies(algorithm):
     result = _python(["-c", MIRRORED_REPLICAS_AGREE, algorithm])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    term = "vat_loss" if algorithm.startswith("vat") else "mixmatch_loss"
+    term = algorithm.split("+")[0] + "_loss"
+    if algorithm.startswith("flexmatch"):
+        # τ = 0.1 = 1/K: every image is confident, and both shards' images are recorded, alike.
+        assert report["recorded"] == 16
     assert report["logs"][term] > 0 and report["logs"]["ns3l_loss"] > 0
     assert all(np.isfinite(value) for value in report["logs"].values())
     # Weights, BatchNorm statistics, EMA averages and Adam moments: the same on both replicas.

@@ -10,7 +10,8 @@ between TensorFlow and JAX is how a gradient is taken and where the model's stat
   to its traced value, `jax.value_and_grad` differentiates it, and the optimizer and metrics
   update through `stateless_apply` and the scope. `keras.distribution` shards the global batch.
 
-Each module provides `train_step`, `test_step`, `input_gradient` and `num_replicas_in_sync`;
+Each module provides `train_step`, `test_step`, `input_gradient`, `all_gather` and
+`num_replicas_in_sync`;
 `steps()` is the one for the running backend (`KERAS_BACKEND`, read when Keras is imported).
 """
 
@@ -47,6 +48,13 @@ def steps():
 def input_gradient(fn, x):
     """`∇ₓ fn(x)` for a scalar-valued `fn` of one tensor `x` (VAT's power iteration)."""
     return steps().input_gradient(fn, x)
+
+
+def all_gather(x):
+    """The global batch's rows of a per-replica tensor `x` `(B, ...)`: every replica's `x`
+    concatenated (TensorFlow replicas), or `x` itself (one replica; JAX's global step). For
+    state that every replica must update alike (FlexMatch's per-image pseudo-labels)."""
+    return steps().all_gather(x)
 
 
 def num_replicas_in_sync() -> int:

@@ -8,6 +8,15 @@ def num_replicas_in_sync() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def all_gather(x):
+    """`x` of every replica concatenated along axis 0, in replica order (`x` itself outside
+    a strategy or with one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_gather(x, axis=0)
+
+
 def input_gradient(fn, x):
     """`∇ₓ fn(x)` under a `tf.GradientTape` watching `x`."""
     with tf.GradientTape() as tape:

@@ -72,15 +72,16 @@ class FlexMatch:
     used) and `flexmatch_used` (the share of the pool with a pseudo-label so far).
 
     The per-image state needs every batch's `indices` (positions in the in-memory unlabeled
-    pool) and one replica: on several TensorFlow replicas each would record only its own
-    shard's pseudo-labels.
+    pool). On several TensorFlow replicas each records the whole global batch's pseudo-labels
+    (`backend.all_gather`), so every replica keeps the same state (the variables aggregate as
+    `only_first_replica`); a JAX step sees the global batch itself.
 
     Args:
       settings: `FlexMatchSettings`: `threshold` τ (0.95), `weight` λ_u (1.0), `warmup`.
       context: a `MethodContext`: K and N_u (`num_unlabeled`, required).
 
     Raises:
-      ConfigError: N_u is not known, or the step runs on several TensorFlow replicas.
+      ConfigError: N_u is not known.
     """
 
     loss_names = ("sup_loss", "flexmatch_loss")
@@ -94,11 +95,6 @@ class FlexMatch:
                 "flexmatch keeps a pseudo-label per unlabeled image: build SSLModel with "
                 "num_unlabeled= (the size of the unlabeled pool)"
             )
-        if backend.num_replicas_in_sync() > 1:
-            raise ConfigError(
-                "--algorithm=flexmatch: its per-image state is not synchronised across "
-                "TensorFlow replicas; use one replica, or --backend=jax"
-            )
         self.threshold = settings.threshold
         self.weight = settings.weight
         self.warmup = settings.warmup
@@ -106,10 +102,14 @@ class FlexMatch:
         self.selected_labels = keras.Variable(
             -ops.ones((context.num_unlabeled,), "int32"),
             trainable=False,
+            aggregation="only_first_replica",  # every replica computes the same update
             name="flexmatch_selected_labels",
         )
         self.learning_effects = keras.Variable(
-            ops.zeros((context.num_classes,)), trainable=False, name="flexmatch_learning_effects"
+            ops.zeros((context.num_classes,)),
+            trainable=False,
+            aggregation="only_first_replica",
+            name="flexmatch_learning_effects",
         )
         self.state_variables = {
             "selected_labels": self.selected_labels,
@@ -122,7 +122,9 @@ class FlexMatch:
         return self.threshold * effects / (2.0 - effects)
 
     def record(self, weak_probs, indices):
-        """Records the confident (≥ τ) pseudo-labels of the images at `indices`, then σ."""
+        """Records the confident (≥ τ) pseudo-labels of the images at `indices`, then σ;
+        every replica records the whole global batch's."""
+        weak_probs, indices = backend.all_gather(weak_probs), backend.all_gather(indices)
         confident = ops.max(weak_probs, axis=-1) >= self.threshold
         current = ops.take(self.selected_labels.value, indices)
         labels = ops.where(confident, ops.cast(ops.argmax(weak_probs, axis=-1), "int32"), current)
