@@ -83,19 +83,30 @@ def verbose() -> bool:
     return (_VERBOSE.present and _VERBOSE.value) or os.environ.get(VERBOSE_ENV) == "1"
 
 
-def interrupted(message: str, signum: int):
-    """Ends the program with `message` on stderr and exit code 128 + `signum`."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which stops cleanly on its own): a
+    `KeyboardInterrupt` that remembers its signal."""
+
+    signum = signal.SIGTERM
+
+
+def interrupted(message: str, signum: int | KeyboardInterrupt):
+    """Ends the program with `message` on stderr and exit code 128 + the signal number:
+    `signum`, or the signal of an interrupt (`Terminated`: 15; Ctrl-C's plain
+    `KeyboardInterrupt`: 2)."""
+    if isinstance(signum, KeyboardInterrupt):
+        signum = getattr(signum, "signum", signal.SIGINT)
     print(message, file=sys.stderr)
-    sys.exit(128 + signum)
+    sys.exit(128 + int(signum))
 
 
 def raise_keyboard_interrupt_on_sigterm() -> None:
-    """SIGTERM, like SIGINT, raises `KeyboardInterrupt` (outside the training loop, which
-    stops cleanly on either)."""
+    """SIGTERM, like SIGINT, raises a `KeyboardInterrupt` (`Terminated`) outside the training
+    loop, which stops cleanly on either."""
 
     def handle(signum, frame):
         del signum, frame
-        raise KeyboardInterrupt
+        raise Terminated
 
     signal.signal(signal.SIGTERM, handle)
 

@@ -64,8 +64,8 @@ def main(argv: list[str]) -> None:
         cli.usage_error(str(error))
     except (data_lib.CorruptDataError, data_lib.DownloadError, DamagedFileError) as error:
         cli.runtime_error(str(error))
-    except KeyboardInterrupt:
-        cli.interrupted("interrupted before training started", 2)
+    except KeyboardInterrupt as stop:
+        cli.interrupted("interrupted before training started", stop)
     try:
         _train(config, data, run_dir)
     finally:
@@ -84,8 +84,10 @@ def _train(config, data, run_dir) -> None:
         cli.usage_error(str(error))
     except training.TrainingInterruptedError as stop:
         cli.interrupted(str(stop), stop.signal)
-    except KeyboardInterrupt:
-        cli.interrupted("interrupted before training started", 2)
+    except KeyboardInterrupt as stop:  # outside the loop: setting up, or the final outputs
+        cli.interrupted(
+            "interrupted outside the training loop; run the same command to resume", stop
+        )
     except training.DivergenceError as error:
         cli.runtime_error(str(error))
     except OSError as error:  # a full disk, a directory that became unwritable

@@ -71,16 +71,16 @@ def main(argv: list[str]) -> None:
         cli.usage_error(str(error))
     except (data_lib.CorruptDataError, data_lib.DownloadError) as error:
         cli.runtime_error(str(error))
-    except KeyboardInterrupt:
-        cli.interrupted("interrupted before the search started", 2)
+    except KeyboardInterrupt as stop:
+        cli.interrupted("interrupted before the search started", stop)
     from ns3l_tf import tuning  # TensorFlow: only once flags and data are good
 
     try:
         results = tuning.run(
             config, data, _TUNER.value, _MAX_TRIALS.value, directory, space, 1, tune_dir
         )
-    except KeyboardInterrupt:
-        cli.interrupted("interrupted; run the same command to resume the search", 2)
+    except KeyboardInterrupt as stop:
+        cli.interrupted("interrupted; run the same command to resume the search", stop)
     finally:
         tune_dir.close()
     print(tuning.markdown(results["trials"], results["test_error_of_best"], _TUNER.value))

@@ -3,9 +3,12 @@
 import dataclasses
 import glob
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -226,3 +229,39 @@ def test_learning_rate_decays_after_the_decay_step():
     assert float(schedule(100)) == pytest.approx(0.1)
     assert float(schedule(101)) == pytest.approx(0.02)
     assert experiment.learning_rate_schedule(Config(learning_rate=0.1)) == 0.1
+
+
+def test_fixmatch_cosine_and_nesterov_sgd():
+    config = Config(
+        optimizer="sgd", learning_rate=0.03, lr_schedule="cosine", train_steps=1000, eval_every=500
+    )
+    schedule = experiment.learning_rate_schedule(config)
+    for step, want in [
+        (0, 0.03),
+        (500, 0.03 * math.cos(7 * math.pi / 32)),
+        (1000, 0.03 * math.cos(7 * math.pi / 16)),  # ≈ 0.2 lr at the end, not 0
+        (2000, 0.03 * math.cos(7 * math.pi / 16)),
+    ]:
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-6), step
+    optimizer = experiment.build_optimizer(config)
+    assert (type(optimizer).__name__, optimizer.momentum, optimizer.nesterov) == ("SGD", 0.9, True)
+    restored = type(schedule).from_config(schedule.get_config())
+    assert float(restored(500)) == pytest.approx(float(schedule(500)))
+
+
+def test_sigterm_outside_the_loop_exits_143_and_ctrl_c_130(capsys):
+    previous = signal.getsignal(signal.SIGTERM)
+    cli.raise_keyboard_interrupt_on_sigterm()
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises at the latest here
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.interrupted("interrupted before training started", raised.value)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    with pytest.raises(SystemExit) as exit_info:
+        cli.interrupted("interrupted before training started", KeyboardInterrupt())
+    assert exit_info.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err.splitlines() == ["interrupted before training started"] * 2
