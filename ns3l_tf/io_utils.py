@@ -18,6 +18,8 @@ def _umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_umask()
+# How the temporary files of `atomic_write` begin.
+TEMPORARY_PREFIX = ".tmp-"
 
 
 def atomic_write(path: str, write_fn, suffix: str = "") -> None:
@@ -33,7 +35,7 @@ def atomic_write(path: str, write_fn, suffix: str = "") -> None:
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    fd, tmp_path = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=directory)
     os.close(fd)
     try:
         write_fn(tmp_path)
@@ -43,6 +45,19 @@ def atomic_write(path: str, write_fn, suffix: str = "") -> None:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def remove_temporaries(directory: str) -> list[str]:
+    """Removes the temporary files `atomic_write` left in `directory` and its subdirectories
+    when its process was killed (SIGKILL, power loss) mid-write; returns their paths. Call it
+    only while no writer is live there (a run directory's lock held)."""
+    removed = []
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if name.startswith(TEMPORARY_PREFIX):
+                os.remove(os.path.join(root, name))
+                removed.append(os.path.join(root, name))
+    return removed
 
 
 def write_json(path: str, obj) -> None:

@@ -147,6 +147,7 @@ class RunDirectory:
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
         self._lock.flush()
+        io_utils.remove_temporaries(self.path)  # of a writer killed mid-write: the lock is ours
         if overwrite:
             self.clear()
         saved = self.saved_flags()

@@ -343,6 +343,21 @@ def test_run_directory_records_its_flags_and_names_what_differs(tmp_path):
     again.close()
 
 
+def test_temporary_files_of_a_killed_writer_are_removed_when_the_run_reopens(tmp_path):
+    run = RunDirectory(str(tmp_path / "run")).open({"seed": 0})
+    run.close()
+    # What SIGKILL during `atomic_write` leaves: its temporary files, beside kept files.
+    (tmp_path / "run" / "checkpoints").mkdir()
+    left = [tmp_path / "run" / ".tmp-ab12.json", tmp_path / "run" / "checkpoints" / ".tmp-x.h5"]
+    for path in left:
+        path.write_text("half")
+    (tmp_path / "run" / "checkpoints" / "state.json").write_text("{}")
+    RunDirectory(str(tmp_path / "run")).open({"seed": 0}).close()
+    assert not any(path.exists() for path in left)
+    assert (tmp_path / "run" / "checkpoints" / "state.json").read_text() == "{}"
+    assert (tmp_path / "run" / "config.json").exists()
+
+
 @pytest.mark.large
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
     mount = tmp_path / "small"
