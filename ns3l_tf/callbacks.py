@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
 import keras
 import numpy as np
@@ -313,3 +314,43 @@ class TensorBoardAtSteps(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class Heartbeat(keras.callbacks.Callback):
+    """Logs one line every `interval_seconds` of training between evaluations, for logs that
+    are not a terminal (where Keras prints one line per evaluation and nothing in between):
+    `step 1200 of 12000 (10%), 3.1 steps/s, loss 0.8123`.
+
+    Args:
+      total_steps: the run's training steps.
+      interval_seconds: the wall time between lines.
+      clock: seconds, monotonic (tests pass a fake one).
+    """
+
+    def __init__(self, total_steps: int, interval_seconds: float = 60.0, clock=time.monotonic):
+        super().__init__()
+        self.total_steps = total_steps
+        self.interval_seconds = interval_seconds
+        self.clock = clock
+        self._last = None
+        self._last_step = None
+
+    def on_train_begin(self, logs=None):
+        self._last, self._last_step = self.clock(), int(self.model.optimizer.iterations)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self.clock()
+        if now - self._last < self.interval_seconds:
+            return
+        step = int(self.model.optimizer.iterations)
+        rate = (step - self._last_step) / max(now - self._last, 1e-9)
+        loss = (logs or {}).get("loss")
+        logging.info(
+            "step %d of %d (%d%%), %.2f steps/s%s",
+            step,
+            self.total_steps,
+            100 * step // self.total_steps,
+            rate,
+            "" if loss is None else f", loss {float(loss):.4f}",
+        )
+        self._last, self._last_step = now, step

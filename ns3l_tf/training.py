@@ -25,6 +25,7 @@ from ns3l_tf import methods as methods_lib
 from ns3l_tf.callbacks import (
     BestWeights,
     EvaluationHistory,
+    Heartbeat,
     StateCheckpoint,
     StopOnSignal,
     TensorBoardAtSteps,
@@ -130,7 +131,8 @@ def run(
       data: a preloaded split (e.g. a subset in tests); default loads `config.dataset`.
       strategy: default `distribute.make_strategy(config.strategy, config.num_gpus)`.
       verbose: Keras progress output: "auto" (a bar on a terminal, one line per evaluation
-        otherwise), 0, 1 or 2.
+        otherwise), 0, 1 or 2; with 2 a heartbeat line is logged every minute between
+        evaluations (`callbacks.Heartbeat`).
       run_dir: the run's directory, opened (locked) by the caller; default opens it here.
       overwrite: start again in a directory that holds another (or the same) run.
 
@@ -251,6 +253,8 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
+    if verbose == 2:  # a log, not a terminal: Keras prints only at evaluations
+        callbacks.append(Heartbeat(config.train_steps))
     logging.info(
         "%s: %d labeled (digest %s), %d unlabeled, %d validation, %d test images; "
         "%s (%s); %d replica(s)",

@@ -105,3 +105,25 @@ def test_the_divergence_error_names_what_was_not_finite():
         "are written and the last finite checkpoint (step 100) and best weights are kept (try a "
         "lower --learning_rate)"
     )
+
+
+def test_heartbeat_logs_a_line_per_interval_between_evaluations(monkeypatch):
+    lines = []
+    monkeypatch.setattr(callbacks.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    times = iter([0.0, 10.0, 61.0, 70.0, 125.0])  # train begin, then one per batch
+
+    class Model:
+        class optimizer:  # noqa: N801 (stands in for the model's optimizer)
+            iterations = 100
+
+    heartbeat = callbacks.Heartbeat(1000, interval_seconds=60.0, clock=lambda: next(times))
+    heartbeat.set_model(Model)
+    heartbeat.on_train_begin()
+    for batch, iterations in enumerate([101, 161, 170, 225]):
+        Model.optimizer.iterations = iterations
+        heartbeat.on_train_batch_end(batch, {"loss": 0.5})
+    # 61 steps in 61 s, then 64 steps in 64 s; nothing at 10 s and 70 s.
+    assert lines == [
+        "step 161 of 1000 (16%), 1.00 steps/s, loss 0.5000",
+        "step 225 of 1000 (22%), 1.00 steps/s, loss 0.5000",
+    ]
