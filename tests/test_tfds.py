@@ -1,5 +1,7 @@
 """TFDS datasets under `tfds.testing.mock_data`: loading, splits, preprocessing, extra splits."""
 
+import socket
+import time
 import zlib
 
 import numpy as np
@@ -198,6 +200,7 @@ def fake_tfds_load(monkeypatch, tmp_path):
         return tf.data.Dataset.from_tensor_slices((images, labels))
 
     monkeypatch.setattr(tfds, "load", load)
+    monkeypatch.setattr(sources, "unreachable", lambda url: None)  # a network
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
     monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
@@ -207,16 +210,20 @@ def fake_tfds_load(monkeypatch, tmp_path):
 def test_download_lets_tfds_fetch_what_is_not_on_this_machine(fake_tfds_load, tmp_path):
     raw = sources.load_raw("cifar10", data_dir=str(tmp_path / "mine"), download=True)
     assert raw.train_images.shape == (1000, 32, 32, 3) and raw.test_images.shape[0] == 200
+    # Each split: looked for prepared (no network), then downloaded.
+    mine = str(tmp_path / "mine")
     assert fake_tfds_load == [
-        ("cifar10", "train", str(tmp_path / "mine"), True),
-        ("cifar10", "test", str(tmp_path / "mine"), True),
+        ("cifar10", "train", mine, False),
+        ("cifar10", "train", mine, True),
+        ("cifar10", "test", mine, False),
+        ("cifar10", "test", mine, True),
     ]
     # Fashion-MNIST: the offline places first (none holds it here), then TFDS downloads it
     # into the TFDS data dir.
     fake_tfds_load.clear()
     raw = sources.load_fashion_mnist(None, download=True)
     assert raw.train_images.shape == (1000, 28, 28, 1)
-    assert [call[3] for call in fake_tfds_load] == [False, True, True]
+    assert [call[3] for call in fake_tfds_load] == [False, False, True, False, True]
     assert {call[2] for call in fake_tfds_load} == {str(tmp_path / "tfds")}
 
 
@@ -228,11 +235,38 @@ def test_without_download_nothing_is_fetched_and_the_message_offers_it(fake_tfds
     assert all(not download for *_, download in fake_tfds_load)
 
 
+def test_an_offline_download_fails_at_once_without_trying(fake_tfds_load, monkeypatch, tmp_path):
+    probed = []
+    why = "[Errno -3] Temporary failure in name resolution"
+    monkeypatch.setattr(sources, "unreachable", lambda url: probed.append(url) or why)
+    with pytest.raises(sources.DownloadError) as error:
+        sources.load_raw("svhn_cropped", data_dir=str(tmp_path), download=True)
+    assert str(error.value) == (
+        f"svhn_cropped: --download needs a network, and ufldl.stanford.edu does not answer "
+        f"within 5 s ({why}); prepare it on a machine with one and pass --data_dir"
+    )
+    assert probed == ["http://ufldl.stanford.edu/housenumbers/"]
+    assert [call[3] for call in fake_tfds_load] == [False]  # looked for it prepared, only
+
+
+def test_the_probe_reports_a_closed_port_in_time():
+    start = time.monotonic()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    assert sources.unreachable(f"http://127.0.0.1:{port}/", timeout=2.0)
+    assert time.monotonic() - start < 3.0
+
+
 def test_a_failed_download_is_one_line(monkeypatch, tmp_path):
     def offline(*args, download, **kwargs):
+        if not download:
+            raise AssertionError("could not find data")
         raise ConnectionError("Failed to establish a new connection:\n [Errno 101]")
 
     monkeypatch.setattr(tfds, "load", offline)
+    monkeypatch.setattr(sources, "unreachable", lambda url: None)
     with pytest.raises(sources.DownloadError) as error:
         sources.load_raw("cifar10", data_dir=str(tmp_path), download=True)
     assert str(error.value) == (

@@ -9,7 +9,9 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import socket
 import struct
+import urllib.parse
 import zlib
 from typing import Any
 
@@ -240,11 +242,57 @@ class DownloadError(RuntimeError):
     """`--download` was asked for and TFDS could not download or prepare the dataset."""
 
 
+# Where TFDS's builders download from (tensorflow_datasets `image_classification/cifar.py`,
+# `image_classification/mnist.py`, `datasets/svhn_cropped`, `datasets/stl10`): a download is
+# tried only once its host answers, so an offline `--download` fails in seconds, not after
+# TFDS's retries (3.4 minutes measured).
+DOWNLOAD_URLS = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+    "svhn_cropped": "http://ufldl.stanford.edu/housenumbers/",
+    "stl10": "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+PROBE_SECONDS = 5.0
+
+
+def unreachable(url: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """None when a TCP connection to `url`'s host opens within `timeout` seconds, else why
+    not (e.g. "[Errno -3] Temporary failure in name resolution")."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return str(error) or type(error).__name__
+    return None
+
+
 def _tfds_split(name: str, split: str, data_dir: str, download: bool = False):
     """A TFDS split as a `tf.data.Dataset` of `(image, label)`; downloaded and prepared into
-    `data_dir` first when `download` and not prepared there yet."""
+    `data_dir` first when `download` and not prepared there yet, once the download host
+    answers.
+
+    Raises:
+      DataNotFoundError: not prepared there, and no `download`.
+      DownloadError: with `download`, the host does not answer, or TFDS failed.
+    """
     import tensorflow_datasets as tfds
 
+    if download:
+        try:
+            return _tfds_split(name, split, data_dir)  # prepared already: no network needed
+        except DataNotFoundError:
+            pass
+        url = DOWNLOAD_URLS.get(name)
+        why = unreachable(url) if url else None
+        if why:
+            host = urllib.parse.urlsplit(url).hostname
+            raise DownloadError(
+                f"{name}: --download needs a network, and {host} does not answer within "
+                f"{PROBE_SECONDS:.0f} s ({why}); prepare it on a machine with one and pass "
+                "--data_dir"
+            )
     try:
         return tfds.load(
             name, split=split, data_dir=data_dir, download=download, as_supervised=True
