@@ -618,7 +618,7 @@ def test_the_fixmatch_report_pairs_rows_by_seed_against_base_and_supervised():
 def test_the_fixmatch_benchmark_pilots_then_runs_at_the_pilots_budget(tmp_path):
     common_flags = [
         "--labels=40",
-        "--extra_flags=--unlabeled_batch_size=16,--batch_size=16,--num_validation=500",
+        "--extra_flags=--unlabeled_batch_size=8,--batch_size=8,--num_validation=200",
         f"--runs_dir={tmp_path / 'runs'}",
         f"--results_dir={tmp_path}",
     ]

@@ -44,7 +44,7 @@ def test_the_loading_example_reads_a_demo_run(tmp_path, monkeypatch):
     """`runs/demo` as `make demo` leaves it (here 4 steps of flags/fmnist_quick.cfg)."""
     command = [
         sys.executable, "-m", "ns3l_tf.train", "--flagfile=flags/fmnist_quick.cfg",
-        "--train_steps=4", "--eval_every=2", "--lr_decay_step=0",
+        "--train_steps=4", "--eval_every=2", "--lr_decay_step=0", "--num_validation=200",
         f"--output_dir={tmp_path / 'runs' / 'demo'}",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)

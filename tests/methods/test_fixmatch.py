@@ -208,12 +208,12 @@ def test_flexmatch_ns3l_from_its_flagfile_resumes_after_sigkill_with_its_state(t
 
     tiny = [
         "--flagfile=flags/fmnist_40_flexmatch_ns3l.cfg",
-        "--train_steps=12",
-        "--eval_every=6",
+        "--train_steps=8",
+        "--eval_every=4",
         "--checkpoint_every=2",
         "--batch_size=8",
         "--unlabeled_batch_size=16",
-        "--num_validation=500",
+        "--num_validation=200",
         "--flexmatch_threshold=0.3",
         "--deterministic",
     ]
