@@ -13,6 +13,7 @@ from ns3l_tf.lazy import lazy
 
 ops = lazy("keras.ops")
 layers = lazy("ns3l_tf.models.layers")
+losses = lazy("ns3l_tf.losses")
 
 Tensor = Any  # a backend tensor; keras.ops functions accept and return it
 
@@ -111,7 +112,7 @@ def second_view_of(model, x_labeled, x_unlabeled) -> Callable[[], Tensor]:
     return view
 
 
-def forward_weak_and_strong(model, x_labeled, x_unlabeled):
+def forward_weak_and_strong(model, x_labeled, x_unlabeled, method: str):
     """One training-mode pass over `concat(x_l, weak, strong)`, as FixMatch's reference
     (google-research/fixmatch `fixmatch.py:99-101`: one classifier call over the interleaved
     batch, so BatchNorm normalises with and updates from all three) and USB's FlexMatch
@@ -121,12 +122,41 @@ def forward_weak_and_strong(model, x_labeled, x_unlabeled):
       model: the `SSLModel`.
       x_labeled: `(B_l, H, W, C)` preprocessed labeled images.
       x_unlabeled: `(B_u, 2, H, W, C)` preprocessed views, the weak one first.
+      method: the caller's name, for the error.
 
     Returns:
-      `(labeled_logits (B_l, K), weak_logits (B_u, K), strong_logits (B_u, K))`, float32.
+      `(labeled_logits (B_l, K), weak_probs (B_u, K), strong_logits (B_u, K))`, float32; the
+      weak view's probabilities detached.
+
+    Raises:
+      ValueError: `x_unlabeled` is not two views per image.
     """
+    if len(x_unlabeled.shape) != 5 or x_unlabeled.shape[1] != 2:
+        raise ValueError(
+            f"{method} needs unlabeled batches of shape (B, 2, H, W, C): a weak and a strong "
+            "view of each image"
+        )
     num_labeled, num_unlabeled = x_labeled.shape[0], x_unlabeled.shape[0]
     inputs = ops.concatenate([x_labeled, x_unlabeled[:, 0], x_unlabeled[:, 1]], axis=0)
     logits = model.classify(inputs, training=True)
     weak_end = num_labeled + num_unlabeled
-    return logits[:num_labeled], logits[num_labeled:weak_end], logits[weak_end:]
+    weak_probs = ops.stop_gradient(ops.softmax(logits[num_labeled:weak_end], axis=-1))
+    return logits[:num_labeled], weak_probs, logits[weak_end:]
+
+
+def weak_and_strong_outputs(
+    labeled_logits, y_labeled, weak_probs, strong_logits, contribution: Contribution
+) -> BaseOutputs:
+    """`BaseOutputs` of a base trained on weak and strong views (FixMatch, FlexMatch): the
+    terms see the strong view's probabilities, and the weak view's as their targets; the
+    labeled cross-entropy joins `contribution`."""
+    sup_loss = Term(losses.cross_entropy(y_labeled, labeled_logits))
+    return BaseOutputs(
+        labeled_logits=labeled_logits,
+        labels=y_labeled,
+        unlabeled_probs=ops.softmax(strong_logits, axis=-1),
+        targets=weak_probs,
+        contribution=Contribution(
+            losses={"sup_loss": sup_loss, **contribution.losses}, metrics=contribution.metrics
+        ),
+    )

@@ -4,7 +4,13 @@
 import dataclasses
 
 from ns3l_tf.lazy import lazy
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_weak_and_strong
+from ns3l_tf.methods.base import (
+    BaseOutputs,
+    Contribution,
+    Term,
+    forward_weak_and_strong,
+    weak_and_strong_outputs,
+)
 from ns3l_tf.methods.registry import BASE, Method, register
 from ns3l_tf.settings import non_negative, setting, unit_interval_from_zero
 
@@ -55,30 +61,18 @@ class FixMatch:
         self.weight = settings.weight
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled) -> BaseOutputs:
-        if len(x_unlabeled.shape) != 5 or x_unlabeled.shape[1] != 2:
-            raise ValueError(
-                "FixMatch needs unlabeled batches of shape (B, 2, H, W, C): a weak and a "
-                "strong view of each image"
-            )
-        labeled_logits, weak_logits, strong_logits = forward_weak_and_strong(
-            model, x_labeled, x_unlabeled
+        labeled_logits, weak_probs, strong_logits = forward_weak_and_strong(
+            model, x_labeled, x_unlabeled, "FixMatch"
         )
-        weak_probs = ops.stop_gradient(ops.softmax(weak_logits, axis=-1))
         unlabeled_loss, mask = losses.confident_cross_entropy(
             weak_probs, strong_logits, self.threshold
         )
-        return BaseOutputs(
-            labeled_logits=labeled_logits,
-            labels=y_labeled,
-            unlabeled_probs=ops.softmax(strong_logits, axis=-1),
-            targets=weak_probs,
-            contribution=Contribution(
-                losses={
-                    "sup_loss": Term(losses.cross_entropy(y_labeled, labeled_logits)),
-                    "fixmatch_loss": Term(unlabeled_loss, self.weight),
-                },
-                metrics={"fixmatch_mask": ops.mean(mask)},
-            ),
+        contribution = Contribution(
+            losses={"fixmatch_loss": Term(unlabeled_loss, self.weight)},
+            metrics={"fixmatch_mask": ops.mean(mask)},
+        )
+        return weak_and_strong_outputs(
+            labeled_logits, y_labeled, weak_probs, strong_logits, contribution
         )
 
 

@@ -5,7 +5,13 @@ thresholds, following USB's implementation (microsoft/Semi-supervised-learning
 import dataclasses
 
 from ns3l_tf.lazy import lazy
-from ns3l_tf.methods.base import BaseOutputs, Contribution, Term, forward_weak_and_strong
+from ns3l_tf.methods.base import (
+    BaseOutputs,
+    Contribution,
+    Term,
+    forward_weak_and_strong,
+    weak_and_strong_outputs,
+)
 from ns3l_tf.methods.registry import BASE, Method, register
 from ns3l_tf.settings import ConfigError, non_negative, setting, unit_interval_from_zero
 
@@ -136,33 +142,21 @@ class FlexMatch:
         return selected
 
     def __call__(self, model, x_labeled, y_labeled, x_unlabeled, unlabeled_extras) -> BaseOutputs:
-        if len(x_unlabeled.shape) != 5 or x_unlabeled.shape[1] != 2:
-            raise ValueError(
-                "FlexMatch needs unlabeled batches of shape (B, 2, H, W, C): a weak and a "
-                "strong view of each image"
-            )
-        labeled_logits, weak_logits, strong_logits = forward_weak_and_strong(
-            model, x_labeled, x_unlabeled
+        labeled_logits, weak_probs, strong_logits = forward_weak_and_strong(
+            model, x_labeled, x_unlabeled, "FlexMatch"
         )
-        weak_probs = ops.stop_gradient(ops.softmax(weak_logits, axis=-1))
         thresholds = self.class_thresholds(ops.argmax(weak_probs, axis=-1))
         unlabeled_loss, mask = losses.confident_cross_entropy(weak_probs, strong_logits, thresholds)
         selected = self.record(weak_probs, ops.cast(unlabeled_extras["indices"], "int32"))
-        return BaseOutputs(
-            labeled_logits=labeled_logits,
-            labels=y_labeled,
-            unlabeled_probs=ops.softmax(strong_logits, axis=-1),
-            targets=weak_probs,
-            contribution=Contribution(
-                losses={
-                    "sup_loss": Term(losses.cross_entropy(y_labeled, labeled_logits)),
-                    "flexmatch_loss": Term(unlabeled_loss, self.weight),
-                },
-                metrics={
-                    "flexmatch_mask": ops.mean(mask),
-                    "flexmatch_used": ops.mean(ops.cast(selected >= 0, "float32")),
-                },
-            ),
+        contribution = Contribution(
+            losses={"flexmatch_loss": Term(unlabeled_loss, self.weight)},
+            metrics={
+                "flexmatch_mask": ops.mean(mask),
+                "flexmatch_used": ops.mean(ops.cast(selected >= 0, "float32")),
+            },
+        )
+        return weak_and_strong_outputs(
+            labeled_logits, y_labeled, weak_probs, strong_logits, contribution
         )
 
 
