@@ -207,10 +207,11 @@ def markdown(report: dict) -> str:
         f"{report['training_seconds_all_runs'] / 3600:.1f} h of training.",
     ]
     for labels, rows in report["cells"].items():
+        lines += ["", f"## {labels} labels", ""]
+        if not rows:
+            lines.append("No run has finished yet.")
+            continue
         lines += [
-            "",
-            f"## {labels} labels",
-            "",
             "| row | seeds | steps | test error | minus its base | minus supervised | s / run |",
             "|---|---|---|---|---|---|---|",
         ]
