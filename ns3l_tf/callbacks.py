@@ -336,13 +336,17 @@ class Heartbeat(keras.callbacks.Callback):
         self._last_step = None
 
     def on_train_begin(self, logs=None):
-        self._last, self._last_step = self.clock(), int(self.model.optimizer.iterations)
+        # Read once, through NumPy: under a strategy the counter is a MirroredVariable,
+        # which `int()` refuses; the steps are then counted here.
+        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._last, self._last_step = self.clock(), self._step
 
     def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
         now = self.clock()
         if now - self._last < self.interval_seconds:
             return
-        step = int(self.model.optimizer.iterations)
+        step = self._step
         rate = (step - self._last_step) / max(now - self._last, 1e-9)
         loss = (logs or {}).get("loss")
         logging.info(

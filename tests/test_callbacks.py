@@ -110,20 +110,25 @@ def test_the_divergence_error_names_what_was_not_finite():
 def test_heartbeat_logs_a_line_per_interval_between_evaluations(monkeypatch):
     lines = []
     monkeypatch.setattr(callbacks.logging, "info", lambda fmt, *args: lines.append(fmt % args))
-    times = iter([0.0, 10.0, 61.0, 70.0, 125.0])  # train begin, then one per batch
+
+    times = iter([0.0, *range(10, 131, 10)])  # train begin, then one per batch
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])  # its counter refuses int()
+    with strategy.scope():
+        optimizer = keras.optimizers.SGD()
+        optimizer.build([keras.Variable(1.0)])
+    optimizer.iterations.assign(100)  # a resumed run
 
     class Model:
-        class optimizer:  # noqa: N801 (stands in for the model's optimizer)
-            iterations = 100
+        pass
 
+    Model.optimizer = optimizer
     heartbeat = callbacks.Heartbeat(1000, interval_seconds=60.0, clock=lambda: next(times))
     heartbeat.set_model(Model)
     heartbeat.on_train_begin()
-    for batch, iterations in enumerate([101, 161, 170, 225]):
-        Model.optimizer.iterations = iterations
+    for batch in range(13):
         heartbeat.on_train_batch_end(batch, {"loss": 0.5})
-    # 61 steps in 61 s, then 64 steps in 64 s; nothing at 10 s and 70 s.
+    # A batch every 10 s: lines at 60 s (step 106) and 120 s (step 112), none between.
     assert lines == [
-        "step 161 of 1000 (16%), 1.00 steps/s, loss 0.5000",
-        "step 225 of 1000 (22%), 1.00 steps/s, loss 0.5000",
+        "step 106 of 1000 (10%), 0.10 steps/s, loss 0.5000",
+        "step 112 of 1000 (11%), 0.10 steps/s, loss 0.5000",
     ]
