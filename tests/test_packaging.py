@@ -3,6 +3,7 @@ presets, from any directory; without TensorFlow, one line says which extra to in
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,15 @@ def test_without_jax_backend_jax_is_one_line_naming_the_extra(monkeypatch, capsy
         "error: --backend=jax: JAX is not installed; pip install 'ns3l_tf[jax]' (the CPU "
         "build), or 'jax[cuda12]' for NVIDIA GPUs"
     )
+
+
+def test_every_released_version_in_the_changelog_has_its_tag_and_the_newest_is_the_package():
+    with open(os.path.join(REPO_ROOT, "CHANGELOG.md"), encoding="utf-8") as f:
+        released = re.findall(r"^## (\d+\.\d+\.\d+)$", f.read(), flags=re.MULTILINE)
+    assert released and released[0] == ns3l_tf.__version__
+    if not os.path.isdir(os.path.join(REPO_ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    tags = subprocess.run(
+        ["git", "tag", "--list", "v*"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert sorted(f"v{version}" for version in released) == sorted(tags)
