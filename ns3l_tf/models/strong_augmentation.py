@@ -21,12 +21,13 @@ How the Keras sub-layers differ from the reference (`augmentations.py:254-420`):
 import keras
 from keras import ops
 
-# Each operation's Keras sub-layer and its arguments, with the reference's range.
+# Geometric operations fill the pixels they uncover with mid-gray (see the list above).
 _FILL = {"fill_mode": "constant", "fill_value": 127.5}
 
 
 def _operations(channels: int) -> dict:
-    """`{name: layer or None}` for the reference's 14 operations (Color only in colour)."""
+    """`{name: layer or None}` for the reference's 14 operations (Color only in colour), each
+    a Keras sub-layer with the reference's range."""
     layers = keras.layers
     value_range = (0, 255)
     operations = {
