@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test test-fast lint format docs benchmark table5 clean
+.PHONY: install data demo test test-fast lint format docs benchmark table5 tags clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,15 @@ benchmark: install data
 
 table5: install data
 	$(BIN)/python benchmarks/table5.py
+
+# An annotated tag vX.Y.Z on each released commit the CHANGELOG names (`## X.Y.Z (abc1234)`)
+# that has no tag yet: a clone of main alone carries none.
+tags:
+	@sed -nE 's/^## ([0-9]+\.[0-9]+\.[0-9]+) \(([0-9a-f]+)\)$$/\1 \2/p' CHANGELOG.md | \
+	while read -r version commit; do \
+		git rev-parse -q --verify "refs/tags/v$$version" >/dev/null || \
+		git tag -a "v$$version" "$$commit" -m "ns3l_tf $$version"; \
+	done
 
 clean:
 	rm -rf $(VENV) runs site *.egg-info

@@ -150,13 +150,52 @@ def test_without_jax_backend_jax_is_one_line_naming_the_extra(monkeypatch, capsy
     )
 
 
-def test_every_released_version_in_the_changelog_has_its_tag_and_the_newest_is_the_package():
+RELEASE_HEADING = re.compile(r"^## (\d+\.\d+\.\d+)(?: \(([0-9a-f]{7,40})\))?$", re.MULTILINE)
+
+
+def released_versions() -> list[tuple[str, str]]:
+    """`(version, commit)` of each released CHANGELOG heading, newest first."""
     with open(os.path.join(REPO_ROOT, "CHANGELOG.md"), encoding="utf-8") as f:
-        released = re.findall(r"^## (\d+\.\d+\.\d+)$", f.read(), flags=re.MULTILINE)
-    assert released and released[0] == ns3l_tf.__version__
+        return RELEASE_HEADING.findall(f.read())
+
+
+def git(*args: str, cwd: str = REPO_ROOT) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_the_newest_released_version_is_the_package_and_each_names_its_commit():
+    released = released_versions()
+    assert released and released[0][0] == ns3l_tf.__version__
+    assert [version for version, commit in released if not commit] == []
+
+
+def test_make_tags_tags_each_released_commit_which_declares_its_version(tmp_path):
     if not os.path.isdir(os.path.join(REPO_ROOT, ".git")):
         pytest.skip("not a git checkout")
-    tags = subprocess.run(
-        ["git", "tag", "--list", "v*"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert sorted(f"v{version}" for version in released) == sorted(tags)
+    if git("rev-parse", "--is-shallow-repository") == "true":
+        pytest.skip("a shallow clone lacks the released commits")
+    released = released_versions()
+    for version, commit in released:
+        assert f'__version__ = "{version}"' in git("show", f"{commit}:ns3l_tf/__init__.py")
+    clone = str(tmp_path / "clone")
+    git("clone", "--quiet", "--no-tags", REPO_ROOT, clone)
+    for name in ("Makefile", "CHANGELOG.md"):  # the working tree's, committed or not
+        shutil.copy(os.path.join(REPO_ROOT, name), clone)
+    assert git("tag", "--list", cwd=clone) == ""
+    identity = {
+        f"GIT_{who}_{what}": "ns3l_tf tests"
+        for who in ("AUTHOR", "COMMITTER")
+        for what in ("NAME", "EMAIL")
+    }
+    for _ in range(2):  # the second run finds every tag there and adds none
+        subprocess.run(
+            ["make", "--silent", "tags"], cwd=clone, env={**os.environ, **identity}, check=True
+        )
+    for version, commit in released:
+        assert git("rev-parse", f"v{version}^{{commit}}", cwd=clone) == git("rev-parse", commit)
+    assert len(git("tag", "--list", cwd=clone).split()) == len(released)
+    for tag in git("tag", "--list", "v*").split():  # tags of this checkout, where it has any
+        commit = dict(released)[tag[1:]]
+        assert git("rev-parse", f"{tag}^{{commit}}") == git("rev-parse", commit)
