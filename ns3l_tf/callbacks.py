@@ -262,6 +262,35 @@ class StateCheckpoint(keras.callbacks.Callback):
             self._save(self.step)
 
 
+def forget_events_after(log_dir: str, step: int) -> list[str]:
+    """Rewrites each TensorBoard event file under `log_dir` (and its subdirectories) without
+    its events of steps after `step`, atomically; returns the rewritten files' paths.
+
+    A run killed after logging step m but resumed from its checkpoint at step `step` < m
+    logs steps `step` + 1 … m again; without this TensorBoard would draw both, one curve
+    doubling back on itself. Call it only while no writer is live there (the run directory's
+    lock held)."""
+    rewritten = []
+    for root, _, files in os.walk(log_dir):
+        for name in sorted(files):
+            if "tfevents" not in name:
+                continue
+            path = os.path.join(root, name)
+            events = list(tf.compat.v1.train.summary_iterator(path))
+            if all(event.step <= step for event in events):
+                continue
+
+            def write(tmp_path, events=events):
+                with tf.io.TFRecordWriter(tmp_path) as writer:
+                    for event in events:
+                        if event.step <= step:
+                            writer.write(event.SerializeToString())
+
+            io_utils.atomic_write(path, write)
+            rewritten.append(path)
+    return rewritten
+
+
 class TensorBoardAtSteps(keras.callbacks.Callback):
     """TensorBoard logs at the real training step: after each evaluation, the interval's
     training averages under `train/`, the validation metrics under `validation/` and the test
@@ -269,17 +298,30 @@ class TensorBoardAtSteps(keras.callbacks.Callback):
     `steps_per_epoch`, so a resumed run continues its curves), and the run's flags as
     hyperparameters (the HParams dashboard, comparing runs of one log root).
 
+    A resumed run first forgets what the interrupted one logged after the checkpoint it
+    resumes from (`forget_events_after`), so each step has one point however often the run
+    was interrupted. Each evaluation's points are flushed at once, before the checkpoint of
+    that step is written.
+
     Args:
       log_dir: the run's TensorBoard directory.
       steps_per_epoch: training steps between evaluations.
-      hparams: `{flag: value}` to log once, or None.
+      hparams: `{flag: value}` to log once (at the run's start), or None.
+      resumed_at_step: the checkpoint's step a resumed run starts from; None for a new run.
     """
 
-    def __init__(self, log_dir: str, steps_per_epoch: int, hparams: dict | None = None):
+    def __init__(
+        self,
+        log_dir: str,
+        steps_per_epoch: int,
+        hparams: dict | None = None,
+        resumed_at_step: int | None = None,
+    ):
         super().__init__()
         self.log_dir = log_dir
         self.steps_per_epoch = steps_per_epoch
         self.hparams = hparams
+        self.resumed_at_step = resumed_at_step
         self._writers = {}
 
     def _writer(self, name: str):
@@ -288,7 +330,9 @@ class TensorBoardAtSteps(keras.callbacks.Callback):
         return self._writers[name]
 
     def on_train_begin(self, logs=None):
-        if self.hparams:
+        if self.resumed_at_step is not None:
+            forget_events_after(self.log_dir, self.resumed_at_step)
+        elif self.hparams:
             values = {
                 name: value if isinstance(value, (bool, int, float, str)) else str(value)
                 for name, value in self.hparams.items()
@@ -296,6 +340,7 @@ class TensorBoardAtSteps(keras.callbacks.Callback):
             }
             with self._writer("").as_default():
                 hparams_api.hparams(values)
+            self._writer("").flush()
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.steps_per_epoch
@@ -309,6 +354,7 @@ class TensorBoardAtSteps(keras.callbacks.Callback):
                 with self._writer(group).as_default(step=step):
                     for name, value in values.items():
                         tf.summary.scalar(name, float(value))
+                self._writer(group).flush()
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():

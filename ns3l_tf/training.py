@@ -240,6 +240,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
                 os.path.join(run_dir, "tensorboard"),
                 config.eval_every,
                 hparams=config.resolved_flag_values(),
+                resumed_at_step=start_step if state is not None else None,
             ),
             StateCheckpoint(
                 checkpoint_dir,

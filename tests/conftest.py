@@ -43,3 +43,17 @@ def saved_flags():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def tensorboard_points(log_dir):
+    """Every scalar point of the TensorBoard logs under `log_dir` (a `pathlib.Path`):
+    `[(subdirectory, tag, step), …]`, sorted."""
+    import tensorflow as tf
+
+    points = []
+    for path in sorted(log_dir.rglob("*tfevents*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    points.append((path.parent.name, value.tag, event.step))
+    return sorted(points)

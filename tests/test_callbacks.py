@@ -12,6 +12,8 @@ from ns3l_tf.callbacks import EvaluationHistory
 from ns3l_tf.config import Config
 from ns3l_tf.models import preprocessing
 
+from .conftest import tensorboard_points
+
 
 class _RawTestError(keras.callbacks.Callback):
     """Records the test error of the raw (non-EMA) weights at each epoch end."""
@@ -132,3 +134,49 @@ def test_heartbeat_logs_a_line_per_interval_between_evaluations(monkeypatch):
         "step 106 of 1000 (10%), 0.10 steps/s, loss 0.5000",
         "step 112 of 1000 (11%), 0.10 steps/s, loss 0.5000",
     ]
+
+
+def test_a_resumed_run_forgets_what_was_logged_after_its_checkpoint(tmp_path):
+    logs = {"loss": 1.0, "val_error": 20.0, "test_error": 21.0}
+    first = callbacks.TensorBoardAtSteps(str(tmp_path), steps_per_epoch=10, hparams={"seed": 1})
+    first.on_train_begin()
+    for epoch in range(3):  # steps 10, 20, 30; then killed, its checkpoint at step 10
+        first.on_epoch_end(epoch, logs)
+    # Flushed at each evaluation: nothing of a killed run's curve is only in memory.
+    assert [step for _, tag, step in tensorboard_points(tmp_path) if tag == "loss"] == [
+        10, 20, 30
+    ]  # fmt: skip
+
+    resumed = callbacks.TensorBoardAtSteps(
+        str(tmp_path), steps_per_epoch=10, hparams={"seed": 1}, resumed_at_step=10
+    )
+    resumed.on_train_begin()
+    for epoch in range(1, 4):  # steps 20, 30, 40
+        resumed.on_epoch_end(epoch, logs)
+    resumed.on_train_end()
+    first.on_train_end()
+
+    want = [
+        (group, tag, step)
+        for group, tag in [("test", "error"), ("train", "loss"), ("validation", "error")]
+        for step in (10, 20, 30, 40)
+    ]
+    assert tensorboard_points(tmp_path) == sorted(want)
+    hparams = [
+        event.step
+        for path in tmp_path.glob("*tfevents*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        if any(v.metadata.plugin_data.plugin_name == "hparams" for v in event.summary.value)
+    ]
+    assert len(hparams) == 1  # once, at the run's start, not again at the resume
+
+
+def test_forgetting_leaves_files_without_later_steps_untouched(tmp_path):
+    with tf.summary.create_file_writer(str(tmp_path / "train")).as_default():
+        tf.summary.scalar("loss", 1.0, step=5)
+    (path,) = (tmp_path / "train").glob("*tfevents*")
+    before = path.read_bytes()
+    assert callbacks.forget_events_after(str(tmp_path), 5) == []
+    assert path.read_bytes() == before
+    assert callbacks.forget_events_after(str(tmp_path), 4) == [str(path)]
+    assert tensorboard_points(tmp_path) == []

@@ -24,7 +24,7 @@ from ns3l_tf import io_utils
 from ns3l_tf.data import sources
 from ns3l_tf.run_dir import RunDirectory
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, tensorboard_points
 
 # 24 steps of 16 + 16 images, evaluated every 8 steps, a checkpoint every 4.
 TINY = [
@@ -116,6 +116,10 @@ def test_sigkill_then_the_same_command_resumes_to_the_same_weights_and_results(
     assert _figures(results) == _figures(_results(uninterrupted))
     for got, want in zip(_weights(output_dir), _weights(uninterrupted), strict=True):
         np.testing.assert_array_equal(got, want)
+    # One TensorBoard point per step and curve, as in the unbroken run.
+    points = tensorboard_points(output_dir / "tensorboard")
+    assert points == tensorboard_points(uninterrupted / "tensorboard")
+    assert ("validation", "error", 24) in points
 
 
 @pytest.mark.large
