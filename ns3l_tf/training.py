@@ -16,6 +16,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -52,8 +53,13 @@ def _write_evaluations(run_dir: str, model, data, step: int, multi_worker: bool)
         tf.summary.scalar("balanced_accuracy", report["balanced_accuracy"], step=step)
     best = os.path.join(run_dir, inference.BEST_WEIGHTS_FILE)
     if os.path.isfile(best):
+        last_weights = [keras.ops.convert_to_numpy(v) for v in model.weights]
         model.load_weights(best)
-        probabilities = predict(model, data.test_images)
+        same = all(
+            np.array_equal(keras.ops.convert_to_numpy(v), w)
+            for v, w in zip(model.weights, last_weights, strict=True)
+        )  # the best evaluation was the last: its probabilities are the last ones
+        probabilities = last if same else predict(model, data.test_images)
         inference.write_evaluation(run_dir, "test", "best", probabilities, data.test_labels)
 
 

@@ -265,3 +265,38 @@ def test_sigterm_outside_the_loop_exits_143_and_ctrl_c_130(capsys):
         cli.interrupted("interrupted before training started", KeyboardInterrupt())
     assert exit_info.value.code == 128 + signal.SIGINT
     assert capsys.readouterr().err.splitlines() == ["interrupted before training started"] * 2
+
+
+@pytest.mark.parametrize("best_is_last", [True, False])
+def test_the_best_weights_are_predicted_again_only_where_they_differ(
+    best_is_last, tmp_path, monkeypatch
+):
+    import keras
+
+    from ns3l_tf import inference
+
+    model = keras.Sequential(
+        [keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    best_path = tmp_path / inference.BEST_WEIGHTS_FILE
+    best_path.parent.mkdir()
+    model.save_weights(best_path)
+    if not best_is_last:  # trained on after the best evaluation
+        model.layers[-1].bias.assign([5.0, 0.0, 0.0])
+    images = np.arange(16, dtype="float32").reshape(4, 2, 2, 1)
+    data = dataclasses.make_dataclass("Data", ["test_images", "test_labels"])(
+        images, np.array([0, 1, 2, 0])
+    )
+    predicted = []
+    real_predict = inference.predict_probabilities
+
+    def predict(model, images):
+        predicted.append(len(images))
+        return real_predict(model, images)
+
+    monkeypatch.setattr(inference, "predict_probabilities", predict)
+    training._write_evaluations(str(tmp_path), model, data, 7, multi_worker=False)
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert predicted == ([4] if best_is_last else [4, 4])
+    same = evaluation["test/best"]["nll"] == evaluation["test/last"]["nll"]
+    assert same == best_is_last
