@@ -224,7 +224,7 @@ def bar_chart(report: dict, path: str) -> None:
     axes.set_title("Table 5, Fashion-MNIST, 2,000 labels")
     axes.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")  # long row labels
     plt.close(figure)
 
 
