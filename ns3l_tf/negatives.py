@@ -29,8 +29,9 @@ are the class-wise one (the first row, "Exclude class of NN", is the same under 
   ranking (always exactly 4 excluded).
 - `nn_furthest_class`: the class whose nearest labeled member is furthest.
 
-A nearest-neighbour selector's *candidates* are fixed for a run: `nearest_neighbour_candidates`
-computes them once (Euclidean distance in pixel space, batched matrix products) and the input
+A nearest-neighbour selector's *candidates* are fixed for a run:
+`nearest_neighbours.nearest_neighbour_candidates` computes them once (Euclidean distance in
+pixel space, batched matrix products; that module alone needs TensorFlow) and the input
 pipeline carries each image's row with the image as the extra `nn_candidates`
 (`train_dataset(unlabeled_extras=...)`). Which combinations of selector, method and data work
 is decided by NS³L's own rules (`ns3l_tf.methods.ns3l.check_ns3l`).
@@ -39,8 +40,6 @@ is decided by NS³L's own rules (`ns3l_tf.methods.ns3l.check_ns3l`).
     mask = selector(targets, extras={})  # (batch, 10), three ones per row
 """
 
-import numpy as np
-import tensorflow as tf
 from keras import ops, random
 
 from ns3l_tf import losses
@@ -61,7 +60,7 @@ EXCLUDED_CLASSES = {"nn_exclude4_classes": 4, "nn_furthest_class": None}
 DRAWING = ("uniform", "oracle", "nn_exclude", "nn_exclude4", "nn_exclude4_classes")
 
 
-def _classes_to_mask(classes, num_classes: int):
+def classes_to_mask(classes, num_classes: int):
     """`(batch, P)` class indices → `(batch, K)` float32 mask, 1.0 where a class is listed."""
     return ops.minimum(ops.sum(ops.one_hot(classes, num_classes), axis=-2), 1.0)
 
@@ -80,7 +79,7 @@ def draw_negatives(candidates, count: int, seed):
     candidates = ops.cast(candidates, "float32")
     scores = random.uniform(ops.shape(candidates), seed=seed)
     scores = scores - 2.0 * (1.0 - candidates)  # a non-candidate never wins
-    return _classes_to_mask(ops.top_k(scores, count)[1], candidates.shape[-1])
+    return classes_to_mask(ops.top_k(scores, count)[1], candidates.shape[-1])
 
 
 def uniform_negatives(batch_size: int, num_classes: int, count: int, seed):
@@ -112,86 +111,6 @@ def negative_error(negatives, labels):
     """
     hits = ops.take_along_axis(negatives, ops.expand_dims(ops.cast(labels, "int32"), -1), -1)
     return 100.0 * ops.mean(ops.cast(hits, "float32"))
-
-
-def _partial_squared_distances(chunk, labeled, labeled_sq_norms):
-    """`(chunk, N_l)` squared distances less `‖u‖²`: `‖u − l‖² = ‖u‖² − 2 u·l + ‖l‖²`, and
-    `‖u‖²` is the same for every `l`, so it changes no ranking of a row."""
-    return labeled_sq_norms[None, :] - 2.0 * tf.matmul(chunk, labeled, transpose_b=True)
-
-
-@tf.function(jit_compile=False, reduce_retracing=True)
-def _image_wise_mask(chunk, labeled, labeled_sq_norms, labels, num_classes: int, excluded):
-    """Candidates of each chunk row: the classes outside those of its `excluded` nearest
-    labeled images, or (None) the class of its furthest labeled image alone."""
-    distances = _partial_squared_distances(chunk, labeled, labeled_sq_norms)
-    if excluded is None:
-        return tf.one_hot(tf.gather(labels, tf.argmax(distances, axis=-1)), num_classes)
-    closest = tf.math.top_k(-distances, excluded).indices
-    return 1.0 - _classes_to_mask(tf.gather(labels, closest), num_classes)
-
-
-@tf.function(jit_compile=False, reduce_retracing=True)
-def _class_wise_mask(chunk, labeled, labeled_sq_norms, labels, num_classes: int, excluded):
-    """Candidates of each chunk row, classes ranked by their nearest labeled member (a class
-    with none is at the largest float32): the classes outside the `excluded` nearest, or
-    (None) the furthest class alone."""
-    distances = _partial_squared_distances(chunk, labeled, labeled_sq_norms)
-    by_class = tf.transpose(
-        tf.math.unsorted_segment_min(tf.transpose(distances), labels, num_classes)
-    )
-    if excluded is None:
-        return tf.one_hot(tf.argmax(by_class, axis=-1), num_classes)
-    nearest = tf.math.top_k(-by_class, excluded).indices
-    return 1.0 - _classes_to_mask(nearest, num_classes)
-
-
-def nearest_neighbour_candidates(
-    unlabeled_images: np.ndarray,
-    labeled_images: np.ndarray,
-    labeled_labels: np.ndarray,
-    num_classes: int,
-    selector: str,
-    chunk_size: int = 4096,
-) -> np.ndarray:
-    """The candidate negatives of every unlabeled image by a nearest-neighbour selector.
-
-    Distances are Euclidean between raw pixel vectors (uint8 values as float32), computed in
-    chunks of `chunk_size` unlabeled images against all labeled images with one matrix
-    product each, so memory stays at `chunk_size × N_l` distances.
-
-    Args:
-      unlabeled_images: `(N_u, H, W, C)` uint8 images.
-      labeled_images: `(N_l, H, W, C)` uint8 images.
-      labeled_labels: `(N_l,)` integer labels.
-      num_classes: K.
-      selector: one of `methods.ns3l.NEAREST_NEIGHBOUR_SELECTORS`.
-      chunk_size: unlabeled images per matrix product.
-
-    Returns:
-      `(N_u, K)` float32 0/1 mask, row i the candidates of unlabeled image i: the classes
-      outside those of its 1 or 4 nearest labeled images, or the class of its furthest
-      (image-wise); the classes outside its 4 nearest classes, or its furthest class
-      (class-wise, a class as near as its nearest labeled member).
-    """
-    if selector not in NEAREST_NEIGHBOUR_SELECTORS:
-        raise ValueError(
-            f"unknown selector {selector!r}; allowed: {', '.join(NEAREST_NEIGHBOUR_SELECTORS)}"
-        )
-    labeled = tf.constant(labeled_images.reshape(len(labeled_images), -1), tf.float32)
-    labeled_sq_norms = tf.reduce_sum(tf.square(labeled), axis=-1)
-    labels = tf.constant(labeled_labels, tf.int32)
-    if selector in EXCLUDED_CLASSES:
-        chunk_mask, excluded = _class_wise_mask, EXCLUDED_CLASSES[selector]
-    else:
-        chunk_mask, excluded = _image_wise_mask, EXCLUDED_NEIGHBOURS[selector]
-    masks = []
-    for start in range(0, len(unlabeled_images), chunk_size):
-        chunk = unlabeled_images[start : start + chunk_size]
-        chunk = tf.constant(chunk.reshape(len(chunk), -1), tf.float32)
-        mask = chunk_mask(chunk, labeled, labeled_sq_norms, labels, num_classes, excluded)
-        masks.append(np.asarray(mask, np.float32))
-    return np.concatenate(masks, axis=0)
 
 
 class NegativeSelector:

@@ -30,7 +30,7 @@ LAYERS = [
         "ns3l_tf.backend",
         "ns3l_tf.evaluation_report",
     ),
-    ("ns3l_tf.methods", "ns3l_tf.negatives"),
+    ("ns3l_tf.methods", "ns3l_tf.negatives", "ns3l_tf.nearest_neighbours"),
     ("ns3l_tf.ssl_model", "ns3l_tf.callbacks", "ns3l_tf.config", "ns3l_tf.run_dir"),
     ("ns3l_tf.distribute", "ns3l_tf.experiment", "ns3l_tf.loop"),
     ("ns3l_tf.training", "ns3l_tf.tuning", "ns3l_tf.inference"),

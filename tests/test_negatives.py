@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ns3l_tf import data as data_lib
-from ns3l_tf import methods, negatives, training
+from ns3l_tf import methods, nearest_neighbours, negatives, training
 from ns3l_tf.config import Config, ConfigError
 from ns3l_tf.negatives import NegativeSelector
 
@@ -86,7 +86,7 @@ def test_nearest_neighbour_candidates_match_brute_force(rule, rng):
     unlabeled = rng.integers(0, 256, (300, 6, 6, 1), dtype=np.uint8)
     labeled = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
     labels = np.concatenate([np.arange(5), rng.integers(0, 5, 35)])  # every class labeled
-    mask = negatives.nearest_neighbour_candidates(
+    mask = nearest_neighbours.nearest_neighbour_candidates(
         unlabeled, labeled, labels, 5, rule, chunk_size=64
     )
     expected = _brute_force(unlabeled, labeled, labels, 5, rule)
@@ -110,7 +110,7 @@ def test_image_wise_and_class_wise_readings_differ_on_a_hand_made_line():
     unlabeled = np.zeros((1, 1, 2, 1), np.uint8)
 
     def candidates(rule):
-        mask = negatives.nearest_neighbour_candidates(unlabeled, labeled, labels, 6, rule)
+        mask = nearest_neighbours.nearest_neighbour_candidates(unlabeled, labeled, labels, 6, rule)
         return np.flatnonzero(mask[0]).tolist()
 
     assert candidates("nn_exclude4") == [1, 2, 3, 4, 5]  # the 4 nearest images: class 0 only
@@ -123,9 +123,11 @@ def test_image_wise_and_class_wise_readings_differ_on_a_hand_made_line():
 def test_nearest_neighbour_of_a_labeled_image_is_itself():
     images = np.arange(4 * 9, dtype=np.uint8).reshape(4, 3, 3, 1) * 7
     labels = np.array([0, 1, 2, 1])
-    mask = negatives.nearest_neighbour_candidates(images, images, labels, 3, "nn_exclude")
+    mask = nearest_neighbours.nearest_neighbour_candidates(images, images, labels, 3, "nn_exclude")
     np.testing.assert_array_equal(mask, 1.0 - np.eye(3)[labels])
-    furthest = negatives.nearest_neighbour_candidates(images, images, labels, 3, "nn_furthest")
+    furthest = nearest_neighbours.nearest_neighbour_candidates(
+        images, images, labels, 3, "nn_furthest"
+    )
     np.testing.assert_array_equal(furthest.argmax(1), [1, 1, 0, 0])  # the opposite end
 
 

@@ -1,4 +1,5 @@
-"""Datasets for semi-supervised training: sources, seeded splits, augmentation, tf.data streams.
+"""Datasets for semi-supervised training: sources, seeded splits, augmentation, tf.data streams
+(and `numpy_batches`, the same pairing without TensorFlow).
 
 data = ns3l_tf.data.load_ssl_data("fashion_mnist", num_labeled=2000, seed=1)
 train = ns3l_tf.data.train_dataset(data, batch_size=64, unlabeled_batch_size=64, seed=1)
@@ -24,9 +25,9 @@ from ns3l_tf.data.sources import (
 from ns3l_tf.data.splits import SplitIndices, split_training_set
 
 # The tf.data streams (and the augmentation they use) load TensorFlow, so they are imported
-# on first use.
+# on first use; `numpy_batches` (the stream without TensorFlow) loads Keras.
 _PIPELINE = ("eval_dataset", "train_dataset")
-_SUBMODULES = ("augment", "pipeline")
+_SUBMODULES = ("augment", "numpy_batches", "pipeline")
 
 
 def __getattr__(name: str):

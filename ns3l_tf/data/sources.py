@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ns3l_tf.requirements import MISSING_TENSORFLOW
+
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DATA_DIR_ENV = "NS3L_DATA_DIR"
 
@@ -274,10 +276,17 @@ def _tfds_split(name: str, split: str, data_dir: str, download: bool = False):
     answers.
 
     Raises:
-      DataNotFoundError: not prepared there, and no `download`.
+      DataNotFoundError: not prepared there, and no `download`; or TensorFlow is missing
+        (TFDS needs it; the Fashion-MNIST IDX files and your own arrays do not).
       DownloadError: with `download`, the host does not answer, or TFDS failed.
     """
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:  # TFDS itself imports TensorFlow
+        raise DataNotFoundError(
+            f"{name}: read through TFDS, which needs TensorFlow: {MISSING_TENSORFLOW} "
+            "(Fashion-MNIST's IDX files and arrays of your own are read without it)"
+        ) from None
 
     if download:
         try:

@@ -19,6 +19,7 @@ from ns3l_tf.settings import (
 ops = lazy("keras.ops")
 losses = lazy("ns3l_tf.losses")
 negatives = lazy("ns3l_tf.negatives")
+nearest_neighbours = lazy("ns3l_tf.nearest_neighbours")  # TensorFlow, for the NN selectors
 
 # How NS³L may choose negatives (paper Section 5; implementations in ns3l_tf.negatives).
 NEAREST_NEIGHBOUR_SELECTORS = (
@@ -193,7 +194,7 @@ class NS3L:
         """
         if "nn_candidates" not in self.selector.required_extras:
             return {}
-        candidates = negatives.nearest_neighbour_candidates(
+        candidates = nearest_neighbours.nearest_neighbour_candidates(
             data.unlabeled_images,
             data.labeled_images,
             data.labeled_labels,
