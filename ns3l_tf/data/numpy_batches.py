@@ -18,8 +18,8 @@ seed. The images stay raw and unaugmented: augment in the model (`SSLModel(augme
 the command line's `--augment=model`), which draws a fresh view of every image at every pass.
 
 Batch `i` is a pure function of `(seed, first_step + i)`: no state is carried from one batch
-to the next, so a run resumed at step s continues with `first_step=s`, and Keras's worker
-threads or processes (`workers=`, `use_multiprocessing=`) give the same batches.
+to the next, so a run resumed at step s continues with `first_step=s`, and batches may be
+read in any order, as Keras's workers (`workers=`, `use_multiprocessing=`) read them.
 """
 
 import keras

@@ -61,12 +61,13 @@ def test_the_registry_gives_every_method_a_check():
 )
 def test_loss_falls_on_real_data(algorithm, small_data):
     # MixMatch's soft mixed targets put an entropy floor under its cross-entropy: it gets
-    # more steps and must fall below 0.8 (not 0.7) of its first value.
+    # more steps and must fall below 0.8 (not 0.7) of its first value. (Measured: every
+    # algorithm's last quarter is at 0.59-0.74 of its first at these step counts.)
     mixmatch = algorithm.startswith("mixmatch")
     method_checks.check_loss_falls(
         algorithm,
         small_data,
-        steps=160 if mixmatch else 80,
+        steps=80 if mixmatch else 40,
         max_ratio=0.8 if mixmatch else 0.7,
         vat_epsilon=1.0,
         mixmatch_weight=10.0,
