@@ -7,7 +7,8 @@
 Each configuration builds a fresh `SSLModel`, compiles it (`jit_compile` on or off), runs the
 function the package's training loop runs (`ns3l_tf.backend`: on TensorFlow the one `fit`
 traces; on JAX the jitted stateless step, which always compiles with XLA) on a fixed batch
-(64 labeled + 64 unlabeled, two augmentations for MixMatch), discards 2 warm-up steps
+(64 labeled + 64 unlabeled, two views of each unlabeled image for MixMatch, FixMatch and
+FlexMatch: not FixMatch's 7 unlabeled images per labeled one), discards 2 warm-up steps
 (tracing) and reports the median of `--steps` timed steps, the images per second it consumes,
 the FLOPs of one step and the share of the machine's matmul roof those FLOPs reach. FLOPs are
 counted on TensorFlow's traced step graph (the convolutions, their gradients and the matrix
@@ -51,6 +52,10 @@ ALGORITHMS = [
     "vat+entmin+ns3l",
     "mixmatch",
     "mixmatch+ns3l",
+    "fixmatch",
+    "fixmatch+ns3l",
+    "flexmatch",
+    "flexmatch+ns3l",
 ]
 NS3L_OVERHEAD_BUDGET = 1.05
 VAT_VS_SUPERVISED_BUDGET = 3.4
@@ -129,6 +134,8 @@ def synthetic_batch(model: SSLModel, shape, batch_size: int):
     augmentations = model.unlabeled_augmentations
     u_shape = (batch_size, augmentations) if augmentations > 1 else (batch_size,)  # batch-major
     x_u = rng.normal(size=(*u_shape, *shape)).astype("float32")
+    if "indices" in model.unlabeled_extra_keys:  # FlexMatch's per-image state
+        x_u = {"images": x_u, "indices": np.arange(batch_size, dtype="int64")}
     return ((x_l, y_l), x_u), batch_size * (1 + augmentations)
 
 
@@ -171,7 +178,10 @@ def time_step(
     algorithm, _, variant = row.partition("/")
     settings = {"ns3l_views": 2} if variant == "2views" else {}
     backbone = models.build_backbone(model_name, 10, shape, precision=precision)
-    model = SSLModel(backbone, 10, algorithm=algorithm, seed=0, **settings)
+    # A pool of one batch for the methods with a state per unlabeled image (FlexMatch).
+    model = SSLModel(
+        backbone, 10, algorithm=algorithm, seed=0, num_unlabeled=batch_size, **settings
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
     model(np.zeros((1, *shape), "float32"))
     batch, images = synthetic_batch(model, shape, batch_size)
@@ -262,10 +272,11 @@ def markdown(report: dict) -> str:
     lines = [
         "# Training-step time per method, backend and precision",
         "",
-        f"Batch {report['batch_size']} labeled + {report['batch_size']} unlabeled (×2 "
-        "augmentations for MixMatch); median of timed steps after 2 warm-up steps; FLOPs "
-        "counted on TensorFlow's traced step graph, or by XLA's cost analysis on JAX; each "
-        "backend's matmul roof measured in its own run. `python benchmarks/step_time.py` "
+        f"Batch {report['batch_size']} labeled + {report['batch_size']} unlabeled (×2 views "
+        "for MixMatch, FixMatch and FlexMatch, not FixMatch's 7 unlabeled images per labeled "
+        "one); median of timed steps after 2 warm-up steps; FLOPs counted on TensorFlow's "
+        "traced step graph, or by XLA's cost analysis on JAX; each backend's matmul roof "
+        "measured in its own run. `python benchmarks/step_time.py` "
         "(`KERAS_BACKEND=jax` for the JAX rows).",
         "",
         *roof_lines,
