@@ -84,6 +84,21 @@ class SSLData:
         return digest.hexdigest()
 
 
+def check_unlabeled_extras(unlabeled_extras: dict | None, num_unlabeled: int) -> None:
+    """Refuses per-image `unlabeled_extras` rows that do not align with the unlabeled pool of
+    `num_unlabeled` images (the training streams carry row i with unlabeled image i).
+
+    Raises:
+      ValueError: an extra has another number of rows, named.
+    """
+    for name, rows in (unlabeled_extras or {}).items():
+        if len(rows) != num_unlabeled:
+            raise ValueError(
+                f"unlabeled_extras[{name!r}] has {len(rows)} rows for {num_unlabeled} "
+                "unlabeled images"
+            )
+
+
 def ssl_data_from_raw(
     info: DatasetInfo, raw: RawData, num_labeled: int, num_validation: int, seed: int
 ) -> SSLData:

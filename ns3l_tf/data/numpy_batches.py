@@ -22,11 +22,24 @@ to the next, so a run resumed at step s continues with `first_step=s`, and batch
 read in any order, as Keras's workers (`workers=`, `use_multiprocessing=`) read them.
 """
 
+import functools
+
 import keras
 import numpy as np
 
+import ns3l_tf.data as data_lib
+
 # Seed-sequence keys of the two streams, so one seed draws them independently.
 _LABELED, _UNLABELED = 0, 1
+
+
+@functools.lru_cache(maxsize=8)
+def _pass_order(seed: int, stream: int, pass_index: int, size: int) -> np.ndarray:
+    """The order of pass `pass_index` over a pool of `size` images: a permutation drawn from
+    `(seed, stream, pass_index)`, drawn once and shared by every batch of the pass."""
+    order = np.random.default_rng([seed, stream, pass_index]).permutation(size)
+    order.flags.writeable = False
+    return order
 
 
 class PairedBatches(keras.utils.PyDataset):
@@ -78,18 +91,13 @@ class PairedBatches(keras.utils.PyDataset):
                 "the extra unlabeled split is a tf.data stream; PairedBatches reads in-memory "
                 "images only: turn extra_unlabeled off or use ns3l_tf.data.train_dataset"
             )
-        for name, rows in (unlabeled_extras or {}).items():
-            if len(rows) != len(data.unlabeled_images):
-                raise ValueError(
-                    f"unlabeled_extras[{name!r}] has {len(rows)} rows for "
-                    f"{len(data.unlabeled_images)} unlabeled images"
-                )
+        data_lib.check_unlabeled_extras(unlabeled_extras, len(data.unlabeled_images))
         self.data = data
         self.batch_size = batch_size
         self.unlabeled_batch_size = unlabeled_batch_size
         self.seed = seed
         self.unlabeled_augmentations = unlabeled_augmentations
-        self.unlabeled_extras = dict(unlabeled_extras or {})
+        self.unlabeled_extras = {k: np.asarray(v) for k, v in (unlabeled_extras or {}).items()}
         self.first_step = first_step
 
     @property
@@ -104,8 +112,9 @@ class PairedBatches(keras.utils.PyDataset):
         passes, offsets = np.divmod(positions, size)
         indices = np.empty(batch_size, dtype=np.int64)
         for p in np.unique(passes):
-            permutation = np.random.default_rng([self.seed, stream, int(p)]).permutation(size)
-            indices[passes == p] = permutation[offsets[passes == p]]
+            indices[passes == p] = _pass_order(self.seed, stream, int(p), size)[
+                offsets[passes == p]
+            ]
         return indices
 
     def __getitem__(self, index: int):
@@ -123,5 +132,5 @@ class PairedBatches(keras.utils.PyDataset):
             images = np.repeat(images[:, None], self.unlabeled_augmentations, axis=1)
         if not self.unlabeled_extras:
             return batch_labeled, images
-        extras = {name: np.asarray(rows)[unlabeled] for name, rows in self.unlabeled_extras.items()}
+        extras = {name: rows[unlabeled] for name, rows in self.unlabeled_extras.items()}
         return batch_labeled, {"images": images, **extras}

@@ -9,6 +9,7 @@ import functools
 
 import tensorflow as tf
 
+import ns3l_tf.data as data_lib
 from ns3l_tf.data import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -104,12 +105,7 @@ def train_dataset(
             images = tf.stack(versions, axis=1)  # batch-major: strategies split along images
         return {**batch, "images": images} if unlabeled_extras else images
 
-    for name, rows in (unlabeled_extras or {}).items():
-        if len(rows) != len(data.unlabeled_images):
-            raise ValueError(
-                f"unlabeled_extras[{name!r}] has {len(rows)} rows for "
-                f"{len(data.unlabeled_images)} unlabeled images"
-            )
+    data_lib.check_unlabeled_extras(unlabeled_extras, len(data.unlabeled_images))
 
     labeled = _repeated(
         tf.data.Dataset.from_tensor_slices((data.labeled_images, data.labeled_labels)),
