@@ -1,8 +1,10 @@
 """A base method of a user's own, in one file outside the package, reached from every command
-line with `--methods_module`: trained, rerun into its directory, and evaluated."""
+line with `--methods_module`: trained, killed and resumed, rerun into its directory, and
+evaluated."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,15 +15,16 @@ from ..conftest import REPO_ROOT
 from .lab_methods import LAB_METHODS
 
 
-def _run(module, *argv, cwd):
+def _command(module, *argv, cwd):
+    """`(argv, env)` of `python -m module argv` that can import the modules in `cwd`."""
     env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO_ROOT}"}
+    return [sys.executable, "-m", module, *argv], env
+
+
+def _run(module, *argv, cwd):
+    command, env = _command(module, *argv, cwd=cwd)
     return subprocess.run(
-        [sys.executable, "-m", module, *argv],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
 
 
@@ -38,26 +41,41 @@ def test_an_unknown_methods_module_is_one_usage_line(tmp_path):
 
 
 @pytest.mark.large
-def test_a_base_method_of_ones_own_trains_reruns_and_evaluates_from_the_cli(tmp_path):
+def test_a_base_method_of_ones_own_trains_resumes_reruns_and_evaluates_from_the_cli(tmp_path):
+    from ..test_reliability import _wait_for_checkpoint
+
     (tmp_path / "lab_methods.py").write_text(textwrap.dedent(LAB_METHODS))
     output_dir = tmp_path / "run"
     train = [
         "--methods_module=lab_methods",
         "--algorithm=smoothed",
         "--smoothed_epsilon=0.2",
-        "--train_steps=4",
+        "--train_steps=6",
         "--eval_every=2",
+        "--checkpoint_every=1",
         "--batch_size=16",
         "--num_labeled=100",
         "--num_validation=500",
         f"--output_dir={output_dir}",
     ]
-    result = _run("ns3l_tf.train", *train, cwd=tmp_path)
+    command, env = _command("ns3l_tf.train", *train, cwd=tmp_path)
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _wait_for_checkpoint(output_dir, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not (output_dir / "results.json").exists()
+    killed_at = json.loads((output_dir / "checkpoints" / "state.json").read_text())["step"]
+
+    result = _run("ns3l_tf.train", *train, cwd=tmp_path)  # the same command resumes
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming at step {killed_at}" in result.stderr
     results = json.loads((output_dir / "results.json").read_text())
+    assert results["resumed_at_steps"] == [killed_at]
     assert results["flags"]["methods_module"] == "lab_methods"
     assert results["flags"]["smoothed_epsilon"] == 0.2
-    assert [r["step"] for r in results["history"]] == [2, 4]
+    assert [r["step"] for r in results["history"]] == [2, 4, 6]
     assert all(r["smoothed_loss"] > 0 for r in results["history"])
     saved = json.loads((output_dir / "config.json").read_text())
     assert saved["algorithm"] == "smoothed" and saved["smoothed_epsilon"] == 0.2
