@@ -207,6 +207,7 @@ class StateCheckpoint(keras.callbacks.Callback):
       signals: the run's `StopOnSignal`.
       mid_epoch_metrics: save the metrics' running sums in mid-epoch checkpoints (one
         replica; a multi-replica run restarts the interval's training averages on resume).
+      keep_previous: keep the checkpoint before the last too (`checkpoints.save`).
     """
 
     def __init__(
@@ -218,9 +219,11 @@ class StateCheckpoint(keras.callbacks.Callback):
         divergence: TerminateOnNonFiniteLoss,
         signals: StopOnSignal,
         mid_epoch_metrics: bool = True,
+        keep_previous: bool = False,
     ):
         super().__init__()
         self.directory = directory
+        self.keep_previous = keep_previous
         self.every = every
         self.steps_per_epoch = steps_per_epoch
         self.bookkeeping = bookkeeping
@@ -241,6 +244,7 @@ class StateCheckpoint(keras.callbacks.Callback):
             step,
             self.bookkeeping(),
             include_metrics=mid_epoch and self.mid_epoch_metrics,
+            keep_previous=self.keep_previous,
         )
         self.saved_step = step
 

@@ -5,8 +5,9 @@ BatchNorm statistics, loss weights, the random generators' states of VAT, MixUp 
 augmentation layers — the optimizer's — its step, moments, weight averages, loss scale — and,
 for a checkpoint taken mid-evaluation-interval, the metrics' running sums) beside
 `state.json`, which names that file, its step and the run's own bookkeeping (history records,
-best validation error). Both are written atomically, the `.npz` first, then `state.json`,
-then older `.npz` files are deleted: a crash at any point leaves a consistent pair.
+best validation error) and, where asked to keep it, the previous checkpoint's. Both are
+written atomically, the `.npz` first, then `state.json`, then older `.npz` files are deleted:
+a crash at any point leaves a consistent pair.
 """
 
 import glob
@@ -30,8 +31,23 @@ def state_variables(model, include_metrics: bool) -> list:
     return list(unique.values())
 
 
-def save(directory: str, model, step: int, bookkeeping: dict, include_metrics: bool) -> None:
-    """Writes the state of `model` at optimizer step `step`, with `bookkeeping` (JSON)."""
+def save(
+    directory: str,
+    model,
+    step: int,
+    bookkeeping: dict,
+    include_metrics: bool,
+    keep_previous: bool = False,
+) -> None:
+    """Writes the state of `model` at optimizer step `step`, with `bookkeeping` (JSON).
+
+    With `keep_previous`, the checkpoint before it stays too, named in `state.json` under
+    `"previous"` (see `of_step`): the processes of a JAX cluster, which write theirs apart, can
+    then all resume from the step the slowest of them wrote last.
+    """
+    previous = latest(directory) if keep_previous else None
+    if previous is not None:
+        previous.pop("previous", None)
     variables = state_variables(model, include_metrics)
     name = f"state-{step:09d}.npz"
     arrays = {f"v{i:05d}": np.asarray(v) for i, v in enumerate(variables)}
@@ -47,10 +63,12 @@ def save(directory: str, model, step: int, bookkeeping: dict, include_metrics: b
             "variables": [v.path for v in variables],
             "shapes": [list(v.shape) for v in variables],
             **bookkeeping,
+            **({"previous": previous} if previous is not None else {}),
         },
     )
+    kept = {name, previous["file"]} if previous is not None else {name}
     for old in glob.glob(os.path.join(directory, "state-*.npz")):
-        if os.path.basename(old) != name:
+        if os.path.basename(old) not in kept:
             os.remove(old)
 
 
@@ -61,6 +79,15 @@ def latest(directory: str) -> dict | None:
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def of_step(state: dict | None, step: int) -> dict | None:
+    """The checkpoint of `step` among `state` (from `latest`) and the previous one it keeps,
+    or None."""
+    for candidate in (state, (state or {}).get("previous")):
+        if candidate is not None and candidate["step"] == step:
+            return candidate
+    return None
 
 
 def restore(directory: str, model, state: dict) -> None:

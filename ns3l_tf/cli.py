@@ -112,8 +112,9 @@ def raise_keyboard_interrupt_on_sigterm() -> None:
 
 
 def is_chief_process(strategy: str) -> bool:
-    """Whether this process writes the run (read from `TF_CONFIG`, without TensorFlow): always,
-    except on the workers of a multi-worker cluster other than the chief (or worker 0)."""
+    """Whether this process writes a run (read from `TF_CONFIG`, without TensorFlow): always,
+    except on the workers of a multi-worker cluster other than the chief (or worker 0). Every
+    process of a JAX cluster writes one (see `process_run_dir`)."""
     if strategy != "multi_worker":
         return True
     spec = json.loads(os.environ.get("TF_CONFIG", "{}"))
@@ -125,6 +126,21 @@ def is_chief_process(strategy: str) -> bool:
         and task.get("index") == 0
         and ("chief" not in spec.get("cluster", {}))
     )
+
+
+def process_run_dir(run_dir: str, strategy: str) -> str:
+    """The directory this process writes its run into: `run_dir`, except on process i > 0 of
+    a JAX cluster (`data_parallel` with `KERAS_DISTRIBUTION_PROCESS_ID=i`), which writes its
+    own copy beside it, `<run_dir>.process<i>`.
+
+    A JAX cluster runs one program on every process (each `model.save_weights` and each
+    prediction is a collective that all of them join), so every process keeps checkpoints,
+    the same ones, and resumes from its own: no storage needs to be shared.
+    """
+    process = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    if strategy != "data_parallel" or process == "0":
+        return run_dir
+    return f"{run_dir.rstrip(os.sep)}.process{process}"
 
 
 def parse_flags(argv: list[str], define_flags=None) -> list[str]:

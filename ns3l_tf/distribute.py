@@ -15,10 +15,19 @@ and `SSLModel.train_step` divides its local means by the number of replicas, so 
 number of replicas. An SSLModel built under several replicas synchronizes its backbone's BatchNorms.
 
 On JAX, `make_strategy("data_parallel")` sets a `keras.distribution.DataParallel` over every
-local device (in a multi-process JAX cluster, call `keras.distribution.initialize()` first):
-variables are replicated, each global batch is split along its first axis, and the one
-jit-compiled step computes global-batch means and BatchNorm moments (XLA inserts the
-all-reduces), so results do not depend on the device count either.
+device of the cluster: variables are replicated, each global batch is split along its first
+axis, and the one jit-compiled step computes global-batch means and BatchNorm moments (XLA
+inserts the all-reduces), so results do not depend on the device count either. Several
+processes (one per host, or per GPU) form a cluster through Keras's own variables, read by
+`keras.distribution.initialize()`; every process runs the same command:
+
+    KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:1234  # the coordinator: process 0's host and a port
+    KERAS_DISTRIBUTION_NUM_PROCESSES=2
+    KERAS_DISTRIBUTION_PROCESS_ID=0              # 1 on the second process
+
+Every process draws the same global batches (the input pipeline is seeded) and lays its own
+devices' rows out. Every process runs the whole program, saving and predicting included (on
+JAX those are collectives); process i > 0 writes beside the run (`cli.process_run_dir`).
 """
 
 import os
@@ -27,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ns3l_tf import checkpoints
 from ns3l_tf.config import STRATEGIES
 
 
@@ -54,6 +64,7 @@ def make_strategy(name: str, num_gpus: int = 0, devices=None) -> tf.distribute.S
         # tf.data and TensorBoard run beside JAX: TensorFlow must not claim the GPUs.
         tf.config.set_visible_devices([], "GPU")
     if name == "data_parallel":
+        _join_jax_cluster()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         return tf.distribute.get_strategy()
     if name == "default":
@@ -76,6 +87,82 @@ def make_strategy(name: str, num_gpus: int = 0, devices=None) -> tf.distribute.S
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+JAX_CLUSTER_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+def _join_jax_cluster() -> None:
+    """`keras.distribution.initialize()` where `KERAS_DISTRIBUTION_NUM_PROCESSES` names a
+    cluster of several processes; before any JAX computation.
+
+    Raises:
+      StrategyError: a variable of the cluster is missing or not a number.
+    """
+    if "KERAS_DISTRIBUTION_NUM_PROCESSES" not in os.environ:
+        return
+    missing = [v for v in JAX_CLUSTER_VARIABLES if not os.environ.get(v)]
+    if missing:
+        raise StrategyError(
+            f"--strategy=data_parallel on several processes: set {' and '.join(missing)} "
+            "too, e.g. KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:1234 "
+            "KERAS_DISTRIBUTION_NUM_PROCESSES=2 KERAS_DISTRIBUTION_PROCESS_ID=0"
+        )
+    try:
+        count, index = (int(os.environ[v]) for v in JAX_CLUSTER_VARIABLES[1:])
+    except ValueError:
+        count, index = 0, -1
+    if not 0 <= index < count:
+        raise StrategyError(
+            "--strategy=data_parallel: KERAS_DISTRIBUTION_NUM_PROCESSES="
+            f"{os.environ['KERAS_DISTRIBUTION_NUM_PROCESSES']} and KERAS_DISTRIBUTION_PROCESS_ID="
+            f"{os.environ['KERAS_DISTRIBUTION_PROCESS_ID']} must be whole numbers with "
+            "0 <= process id < processes"
+        )
+    if count == 1:
+        return
+    import jax
+
+    # CPU processes all-reduce through Gloo over TCP (GPUs use NCCL, TPUs their own links).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize()
+
+
+def several_processes(strategy: tf.distribute.Strategy) -> bool:
+    """Whether several processes train this model: a multi-worker strategy, or a JAX cluster."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_count() > 1
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def common_checkpoint(state: dict | None) -> dict | None:
+    """The checkpoint every process of a JAX cluster resumes from: the step the slowest of
+    them wrote last (each process keeps its previous checkpoint too, so a kill between two
+    processes' writes of one step leaves a step that all hold), or None to start afresh.
+
+    Args:
+      state: this process's latest checkpoint (`checkpoints.latest`), or None.
+
+    Raises:
+      RuntimeError: this process no longer holds that step (its checkpoints were edited).
+    """
+    from jax.experimental import multihost_utils
+
+    step = state["step"] if state is not None else 0
+    common = int(np.min(multihost_utils.process_allgather(np.int64(step))))
+    chosen = checkpoints.of_step(state, common)
+    if common > 0 and chosen is None:
+        raise RuntimeError(
+            f"the other processes resume at step {common}, but this one's checkpoints hold "
+            f"step {step} and its previous only"
+        )
+    return chosen
+
+
 def num_replicas(strategy: tf.distribute.Strategy) -> int:
     """Devices that share each global batch: the strategy's replicas, or the devices of the
     `keras.distribution` in effect (JAX)."""
@@ -87,7 +174,8 @@ def num_replicas(strategy: tf.distribute.Strategy) -> int:
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes checkpoints and results: always, except on the workers
-    of a multi-worker cluster other than worker 0 (or the `chief` task)."""
+    of a multi-worker cluster other than worker 0 (or the `chief` task). (Every process of a
+    JAX cluster writes, each into its own directory: `cli.process_run_dir`.)"""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
@@ -103,7 +191,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def predict_locally(model: keras.Model, images, batch_size: int = 1000):
     """`(N, K)` class probabilities of raw `images`, computed by this process alone in
     cross-replica context (as `evaluate_locally`), so it needs no collective: under
-    `MultiWorkerMirroredStrategy`, `Model.predict` would wait for the other workers."""
+    `MultiWorkerMirroredStrategy`, `Model.predict` would wait for the other workers. In a JAX
+    cluster, where `Model.predict` takes only a sharded `tf.data.Dataset`, every process calls
+    it alike and each gets every row."""
     batches = [
         keras.ops.convert_to_numpy(
             keras.ops.softmax(model(images[i : i + batch_size], training=False), axis=-1)

@@ -64,9 +64,9 @@ def fit(
         steps=eval_every,
         verbose=verbose,
     )
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     train_function = backend.steps().make_train_function(model, dataset.skip(start_step), strategy)
-    evaluate = distribute.evaluate_locally if multi_worker else _evaluate
+    several_processes = distribute.several_processes(strategy)
+    evaluate = distribute.evaluate_locally if several_processes else _evaluate
 
     model.stop_training = False
     step = start_step

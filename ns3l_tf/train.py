@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
     cli.raise_keyboard_interrupt_on_sigterm()
     try:
         config = config_from_flags()
+        config = config.replace(output_dir=cli.process_run_dir(config.run_dir, config.strategy))
         cli.use_backend(config.backend)
         cli.require_tensorflow()
         run_dir = None  # only the chief of a multi-worker cluster writes

@@ -36,13 +36,14 @@ from ns3l_tf.config import Config, ConfigError, default_flag_values
 from ns3l_tf.run_dir import RunDirectory
 
 
-def _write_evaluations(run_dir: str, model, data, step: int, multi_worker: bool) -> None:
+def _write_evaluations(run_dir: str, model, data, step: int, several_processes: bool) -> None:
     """The evaluation report on the test split (`evaluation.json` and its pictures, see
     `inference.write_evaluation`) of the last weights and, where validation chose some, of the
     best; the last weights' per-class accuracies and ECE also go to TensorBoard at `step`.
-    Leaves the model with the best weights. In a multi-worker cluster the chief predicts
-    alone (`distribute.predict_locally`), the other workers having finished."""
-    predict = distribute.predict_locally if multi_worker else inference.predict_probabilities
+    Leaves the model with the best weights. With several processes each predicts on its own
+    (`distribute.predict_locally`): a multi-worker chief alone, the other workers having
+    finished; every process of a JAX cluster alike."""
+    predict = distribute.predict_locally if several_processes else inference.predict_probabilities
     last = predict(model, data.test_images)
     report = inference.write_evaluation(run_dir, "test", "last", last, data.test_labels)
     with tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "test")).as_default():
@@ -202,16 +203,20 @@ def _train(config, data, verbose, strategy, writes) -> dict:
 
     run_dir = config.run_dir
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    multi_worker = config.strategy == "multi_worker"
     use_ema = config.ema_decay > 0
+    several_processes = distribute.several_processes(strategy)
+    # Every process of a JAX cluster writes its own run (`cli.process_run_dir`) and resumes it.
+    jax_cluster = several_processes and keras.backend.backend() == "jax"
     history = EvaluationHistory(
         datasets.test,
         steps_per_epoch=config.eval_every,
         use_ema=use_ema,
-        evaluate_fn=distribute.evaluate_locally if multi_worker else None,
+        evaluate_fn=distribute.evaluate_locally if several_processes else None,
     )
     best = BestWeights(checkpoint_dir, use_ema=use_ema)
     state = checkpoints.latest(checkpoint_dir)
+    if jax_cluster:
+        state = distribute.common_checkpoint(state)
     start_step, seconds_before, resumed_at = 0, 0.0, []
     if state is not None:
         checkpoints.restore(checkpoint_dir, model, state)
@@ -256,6 +261,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
                 divergence,
                 signals,
                 mid_epoch_metrics=num_replicas == 1,
+                keep_previous=jax_cluster,
             ),
         ]
     if verbose == "auto":
@@ -294,7 +300,7 @@ def _train(config, data, verbose, strategy, writes) -> dict:
         raise TrainingInterruptedError(step, signals.received)
     if writes:
         io_utils.atomic_write(os.path.join(run_dir, "model.keras"), model.save, suffix=".keras")
-        _write_evaluations(run_dir, model, data, step, multi_worker)
+        _write_evaluations(run_dir, model, data, step, several_processes)
 
     last, best_record = history.records[-1], history.best or {}
     results = {

@@ -1,5 +1,7 @@
 """The training loop: `model.fit`'s numbers and callback calls, from any step."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -149,3 +151,32 @@ def test_restore_refuses_a_checkpoint_of_another_model(small_data, tmp_path):
     other.optimizer.build(other.trainable_variables)
     with pytest.raises(ValueError, match="written by a model with other variables"):
         checkpoints.restore(str(tmp_path), other, checkpoints.latest(str(tmp_path)))
+
+
+def test_a_kept_previous_checkpoint_can_be_restored_by_its_step(small_data, tmp_path):
+    model = _model(small_data)
+    kernel = model.trainable_variables[0]
+    at_step = {}
+    for step in (1, 2, 3):
+        kernel.assign(np.full(kernel.shape, float(step), "float32"))
+        checkpoints.save(
+            str(tmp_path), model, step, {"history": [step]}, include_metrics=False,
+            keep_previous=True,
+        )  # fmt: skip
+        at_step[step] = float(np.asarray(kernel).flat[0])
+    # The last two checkpoints stay; the first one is gone.
+    assert sorted(os.listdir(tmp_path)) == [
+        "state-000000002.npz", "state-000000003.npz", "state.json",
+    ]  # fmt: skip
+    state = checkpoints.latest(str(tmp_path))
+    assert state["step"] == 3 and state["previous"]["step"] == 2
+    assert "previous" not in state["previous"]  # one step back, not a chain
+    assert checkpoints.of_step(state, 1) is None and checkpoints.of_step(None, 2) is None
+    previous = checkpoints.of_step(state, 2)
+    assert previous["history"] == [2]
+    checkpoints.restore(str(tmp_path), model, previous)
+    assert float(np.asarray(kernel).flat[0]) == at_step[2] == 2.0
+    # Without keep_previous, one checkpoint: the previous ones are deleted.
+    checkpoints.save(str(tmp_path), model, 4, {}, include_metrics=False)
+    assert sorted(os.listdir(tmp_path)) == ["state-000000004.npz", "state.json"]
+    assert "previous" not in checkpoints.latest(str(tmp_path))
