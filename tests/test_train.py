@@ -295,7 +295,7 @@ def test_the_best_weights_are_predicted_again_only_where_they_differ(
         return real_predict(model, images)
 
     monkeypatch.setattr(inference, "predict_probabilities", predict)
-    training._write_evaluations(str(tmp_path), model, data, 7, multi_worker=False)
+    training._write_evaluations(str(tmp_path), model, data, 7, several_processes=False)
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert predicted == ([4] if best_is_last else [4, 4])
     same = evaluation["test/best"]["nll"] == evaluation["test/last"]["nll"]
