@@ -104,6 +104,9 @@ def build(algorithm, learning_rate=0.01, **kwargs):
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     model(np.zeros((1, 28, 28, 1), "float32"))
+    # Built here, not in the first step: a `tf.function` whose first trace creates variables
+    # traces again (one trace of each check's step, not two).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
