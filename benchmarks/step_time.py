@@ -32,10 +32,12 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from ns3l_tf import SSLModel, backend, models
+from ns3l_tf import SSLModel, backend, models, requirements
+from ns3l_tf.lazy import lazy
+
+tf = lazy("tensorflow")  # the TensorFlow rows only: the JAX rows run where it is not installed
 
 FLAGS = flags.FLAGS
 
@@ -184,9 +186,10 @@ def time_step(
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
     model(np.zeros((1, *shape), "float32"))
+    # Built before the step: a tf.function whose first trace creates variables traces twice.
+    model.optimizer.build(model.trainable_variables)
     batch, images = synthetic_batch(model, shape, batch_size)
     if backend.name() == "jax":
-        model.optimizer.build(model.trainable_variables)
         flops = xla_step_flops(model, batch)
     else:
         batch = tf.nest.map_structure(tf.constant, batch)
@@ -326,13 +329,28 @@ def define_flags():
     )
 
 
+def accelerator() -> str:
+    """The device the running backend computes on: its kind (e.g. `NVIDIA H100 80GB HBM3`, one
+    per device), or `no GPU`."""
+    if backend.name() == "jax":
+        import jax
+
+        devices = [d for d in jax.devices() if d.platform != "cpu"]
+        kinds = [d.device_kind for d in devices]
+    else:
+        kinds = [d.name for d in tf.config.list_physical_devices("GPU")]
+    if not kinds:
+        return "no GPU"
+    return f"{len(kinds)} x {kinds[0]}"
+
+
 def main(argv):
     del argv
     features = ", ".join(cpu_features()) or "no bfloat16 units (AVX512_BF16/AMX): emulated"
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores ({features}), no GPU, "
-        f"TF {tf.__version__}, Keras {keras.__version__}"
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores ({features}), {accelerator()}"
+    if requirements.tensorflow_installed():
+        machine += f", TF {tf.__version__}"
+    machine += f", Keras {keras.__version__}"
     if backend.name() == "jax":
         import jax
 

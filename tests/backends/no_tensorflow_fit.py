@@ -9,24 +9,12 @@ JAX alone: the IDX files are read, split, batched by `PairedBatches` and trained
 reloaded.
 """
 
-import importlib.abc
 import json
 import os
 import sys
 
-BLOCKED = ("tensorflow", "tensorflow_datasets")
+import refuse_tensorflow  # from here on, TensorFlow and TFDS are not installed
 
-
-class RefuseTensorFlow(importlib.abc.MetaPathFinder):
-    """An import finder under which TensorFlow and TFDS are not installed."""
-
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, RefuseTensorFlow())
 os.environ["KERAS_BACKEND"] = "jax"
 
 import keras  # noqa: E402
@@ -91,7 +79,7 @@ def main():
         json.dumps(
             {
                 "backend": keras.backend.backend(),
-                "tensorflow_loaded": sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED)),
+                "tensorflow_loaded": refuse_tensorflow.loaded(),
                 "source": ssl_data.source.get("directory", ""),
                 "asked": train.asked,
                 "losses": [float(v) for v in history.history["loss"]],

@@ -120,3 +120,43 @@ def test_a_jax_only_environment_trains_on_fashion_mnist(tmp_path):
     assert 0 < found["ns3l_negatives"] < 10 and 0 <= found["error"] <= 100
     assert found["reloaded_predicts_alike"]
     assert found["tfds_error"].startswith("cifar10: read through TFDS, which needs TensorFlow")
+
+
+@pytest.mark.large
+def test_the_step_time_benchmark_times_jax_without_tensorflow(tmp_path):
+    """The GPU machines to plan for have JAX alone: the step-time benchmark runs there."""
+    pytest.importorskip("jax")
+    argv = [
+        "--models=small_cnn",
+        "--algorithms=supervised,ns3l",
+        "--precisions=float32",
+        "--xla=true",
+        "--steps=1",
+        "--batch_size=4",
+        f"--results_dir={tmp_path}",
+    ]
+    script = os.path.join(os.path.dirname(os.path.dirname(HERE)), "benchmarks", "step_time.py")
+    run = (
+        f"import sys, runpy; sys.path.insert(0, {HERE!r}); import refuse_tensorflow; "
+        f"sys.path.insert(0, {os.path.dirname(script)!r}); "
+        f"sys.argv = [{script!r}, *{argv!r}]; runpy.run_path({script!r}, run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", run],
+        env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "step_time.json").read_text())
+    rows = report["rows"]
+    assert [(r["backend"], r["algorithm"]) for r in rows] == [
+        ("jax", "supervised"),
+        ("jax", "ns3l"),
+    ]
+    assert all(r["seconds_per_step"] > 0 and r["gflops_per_step"] > 0 for r in rows)
+    # NS3L's second forward pass of the unlabeled images costs more than supervised's step.
+    assert rows[1]["gflops_per_step"] > rows[0]["gflops_per_step"]
+    machine = report["machines"]["jax"] if "machines" in report else report["machine"]
+    assert "no GPU" in machine and "TF " not in machine and "JAX " in machine
