@@ -188,16 +188,35 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
+def _inference_logits(model: keras.Model):
+    """`images → (N, K) logits` of `model` in inference mode. On JAX, one jit-compiled call of
+    the model's stateless forward pass: called op by op, each operation would be a program of
+    its own (in a cluster, each synchronised across the processes)."""
+    if keras.backend.backend() != "jax":
+        return lambda images: model(images, training=False)
+    import jax
+
+    @jax.jit
+    def forward(trainable, non_trainable, images):
+        return model.stateless_call(trainable, non_trainable, images, training=False)[0]
+
+    def logits(images):
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return forward(trainable, non_trainable, np.asarray(images))
+
+    return logits
+
+
 def predict_locally(model: keras.Model, images, batch_size: int = 1000):
     """`(N, K)` class probabilities of raw `images`, computed by this process alone in
     cross-replica context (as `evaluate_locally`), so it needs no collective: under
     `MultiWorkerMirroredStrategy`, `Model.predict` would wait for the other workers. In a JAX
     cluster, where `Model.predict` takes only a sharded `tf.data.Dataset`, every process calls
     it alike and each gets every row."""
+    logits = _inference_logits(model)
     batches = [
-        keras.ops.convert_to_numpy(
-            keras.ops.softmax(model(images[i : i + batch_size], training=False), axis=-1)
-        )
+        keras.ops.convert_to_numpy(keras.ops.softmax(logits(images[i : i + batch_size]), axis=-1))
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(batches, axis=0)
@@ -208,8 +227,9 @@ def evaluate_locally(model: keras.Model, dataset: tf.data.Dataset) -> dict:
     process alone in cross-replica context (every worker holds the same weights), so
     evaluation needs no collective and works where `Model.evaluate` does not."""
     total, correct, loss_sum = 0, 0, 0.0
+    inference_logits = _inference_logits(model)
     for images, labels in dataset:
-        logits = model(images, training=False)
+        logits = keras.ops.convert_to_numpy(inference_logits(images))
         labels = tf.cast(labels, tf.int64)
         loss_sum += float(
             tf.reduce_sum(
