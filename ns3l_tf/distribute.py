@@ -209,11 +209,10 @@ def _inference_logits(model: keras.Model):
 
 
 def predict_locally(model: keras.Model, images, batch_size: int = 1000):
-    """`(N, K)` class probabilities of raw `images`, computed by this process alone in
-    cross-replica context (as `evaluate_locally`), so it needs no collective: under
-    `MultiWorkerMirroredStrategy`, `Model.predict` would wait for the other workers. In a JAX
-    cluster, where `Model.predict` takes only a sharded `tf.data.Dataset`, every process calls
-    it alike and each gets every row."""
+    """`(N, K)` class probabilities of raw `images`, computed on every row by the calling
+    process (as `evaluate_locally`). Under `MultiWorkerMirroredStrategy` it needs no
+    collective (`Model.predict` would wait for the other workers); in a JAX cluster, where
+    `Model.predict` takes only a sharded `tf.data.Dataset`, every process calls it alike."""
     logits = _inference_logits(model)
     batches = [
         keras.ops.convert_to_numpy(keras.ops.softmax(logits(images[i : i + batch_size]), axis=-1))
