@@ -49,11 +49,13 @@ def runtime_error(message: str):
     re-raises the exception being handled under `--verbose`."""
     if verbose():
         raise  # noqa: PLE0704 (called from an except block)
-    print(_one_line(message), file=sys.stderr)
+    print(_one_line(message), file=sys.stderr, flush=True)
     # What the failed operation left open is closed as the program ends, and may fail again
-    # (Keras 3.10's saving abandons a ZipFile whose close fails on a full disk): the one line
-    # above has said it.
+    # (Keras's saving abandons a ZipFile, h5py an HDF5 file, whose close fails on a full disk;
+    # h5py prints that traceback past `sys.unraisablehook`): the one line above has said it.
     sys.unraisablehook = lambda unraisable: None
+    if sys.stderr is sys.__stderr__:  # a command's own stderr, not one a caller captures
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     sys.exit(RUNTIME_ERROR)
 
 

@@ -151,8 +151,7 @@ def main(argv):
     except (data_lib.CorruptDataError, data_lib.DownloadError, run_dir_lib.DamagedFileError) as e:
         cli.runtime_error(str(e))
     except OSError as error:
-        where = f": {error.filename}" if error.filename else ""
-        cli.runtime_error(f"{error.strerror or error}{where}")
+        cli.runtime_error(io_utils.os_error_message(error))
 
 
 def run():

@@ -4,6 +4,7 @@ Files get the permissions of an ordinary new file (0666 less the process's umask
 0600 of a private temporary file.
 """
 
+import errno
 import json
 import os
 import tempfile
@@ -45,6 +46,16 @@ def atomic_write(path: str, write_fn, suffix: str = "") -> None:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: the system's reason and the file, e.g. "No space
+    left on device: runs/x/model.keras". HDF5 (`.weights.h5`) reports a full disk with the C
+    errno inside its message only ("errno = 28,"), which reads as the same reason here."""
+    where = f": {error.filename}" if error.filename else ""
+    if error.errno == errno.ENOSPC or f"errno = {errno.ENOSPC}," in str(error):
+        return f"{os.strerror(errno.ENOSPC)}{where}"
+    return f"{error.strerror or error}{where}"
 
 
 def remove_temporaries(directory: str) -> list[str]:

@@ -51,12 +51,13 @@ class _AfterKerasLoader(importlib.abc.Loader):
 
 class _KerasImportHook(importlib.abc.MetaPathFinder):
     """Finds `keras` as the other finders would, with `_AfterKerasLoader` around its loader;
-    removes itself at the first use."""
+    removes itself at the first use (unless another import hook has since wrapped it)."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "keras":
             return None
-        sys.meta_path.remove(self)
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _AfterKerasLoader(spec.loader)

@@ -14,7 +14,7 @@ import os
 
 from absl import app, flags
 
-from ns3l_tf import cli
+from ns3l_tf import cli, io_utils
 from ns3l_tf import config as config_lib
 from ns3l_tf import data as data_lib
 from ns3l_tf.config import ConfigError, config_from_flags
@@ -92,8 +92,7 @@ def _train(config, data, run_dir) -> None:
     except training.DivergenceError as error:
         cli.runtime_error(str(error))
     except OSError as error:  # a full disk, a directory that became unwritable
-        where = f": {error.filename}" if error.filename else ""
-        cli.runtime_error(f"{error.strerror or error}{where}")
+        cli.runtime_error(io_utils.os_error_message(error))
     except Exception as error:  # noqa: BLE001 (one line, the traceback under --verbose)
         cli.runtime_error(f"{type(error).__name__}: {error} (--verbose shows the traceback)")
     print(summary(results, config.run_dir))

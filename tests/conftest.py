@@ -1,6 +1,7 @@
 """Shared fixtures: real Fashion-MNIST (loaded once) and small real subsets of it."""
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -12,10 +13,43 @@ from ns3l_tf import data as data_lib
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The runs that tests start in other processes read the first 10,000 training and 1,000 test
+# images of the real Fashion-MNIST (see small_fashion_mnist/sitecustomize.py).
+SMALL_FASHION_MNIST = {"train": 10_000, "test": 1_000}
+SMALL_FASHION_MNIST_HOOK = os.path.join(os.path.dirname(__file__), "small_fashion_mnist")
+PYTHONPATH_OUTSIDE_TESTS = os.environ.get("PYTHONPATH")
+
+
 @pytest.fixture(scope="session")
 def fmnist_raw():
     """The whole real Fashion-MNIST (60,000 train / 10,000 test)."""
     return data_lib.sources.load_fashion_mnist()
+
+
+def write_idx(path, array):
+    """Writes a uint8 array as an uncompressed IDX file."""
+    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with open(path, "wb") as f:
+        f.write(header + np.asarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_fashion_mnist_for_started_runs(fmnist_raw, tmp_path_factory):
+    """Every Python process a test starts reads `SMALL_FASHION_MNIST` by default (this process
+    reads the whole dataset); a test passing --data_dir passes a copy of this one."""
+    directory = tmp_path_factory.mktemp("small_fashion_mnist")
+    train, test = SMALL_FASHION_MNIST["train"], SMALL_FASHION_MNIST["test"]
+    write_idx(directory / "train-images-idx3-ubyte", fmnist_raw.train_images[:train, ..., 0])
+    write_idx(directory / "train-labels-idx1-ubyte", fmnist_raw.train_labels[:train])
+    write_idx(directory / "t10k-images-idx3-ubyte", fmnist_raw.test_images[:test, ..., 0])
+    write_idx(directory / "t10k-labels-idx1-ubyte", fmnist_raw.test_labels[:test])
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NS3L_TEST_FASHION_MNIST_DIR", str(directory))
+    patch.setenv("NS3L_TEST_FASHION_MNIST_SIZES", f"{train},{test}")
+    paths = [SMALL_FASHION_MNIST_HOOK, *filter(None, [PYTHONPATH_OUTSIDE_TESTS])]
+    patch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    yield directory
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +63,15 @@ def small_data(fmnist_raw):
     )
     info = data_lib.DATASETS["fashion_mnist"]
     return data_lib.ssl_data_from_raw(info, raw, num_labeled=500, num_validation=500, seed=0)
+
+
+def whole_fashion_mnist_env():
+    """The environment of a process that must read the whole Fashion-MNIST."""
+    hook = ("NS3L_TEST_FASHION_MNIST_DIR", "NS3L_TEST_FASHION_MNIST_SIZES", "PYTHONPATH")
+    env = {key: value for key, value in os.environ.items() if key not in hook}
+    if PYTHONPATH_OUTSIDE_TESTS:
+        env["PYTHONPATH"] = PYTHONPATH_OUTSIDE_TESTS
+    return env
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ns3l_tf import data as data_lib
 from ns3l_tf.config import Config
 from ns3l_tf.inspect_data import augmentation_grid, describe
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, whole_fashion_mnist_env
 
 
 def test_describe_lists_sizes_counts_and_digest(small_data):
@@ -51,6 +51,7 @@ def test_inspection_command_on_real_fashion_mnist(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=whole_fashion_mnist_env(),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     expected = data_lib.load_ssl_data("fashion_mnist", 2000, seed=1)

@@ -33,7 +33,7 @@ MIRRORED_STEP = textwrap.dedent(
     algorithm = sys.argv[1]
     raw = data_lib.sources.load_fashion_mnist()
     rng = np.random.default_rng(0)
-    pick = rng.choice(60000, 32, replace=False)
+    pick = rng.choice(len(raw.train_images), 32, replace=False)
     images = ((raw.train_images[pick] / 255.0 - 0.286) / 0.353).astype("float32")
     batch = ((images[:16], raw.train_labels[pick[:16]]), images[16:])
 

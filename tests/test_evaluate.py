@@ -15,7 +15,7 @@ import tensorflow as tf
 from ns3l_tf import inference
 from ns3l_tf.data import sources
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
 
 # bfloat16 and a weight EMA: the model.keras and best weights must be the weights evaluated.
 RUN_FLAGS = [
@@ -57,10 +57,11 @@ def test_the_saved_model_reproduces_the_runs_errors_in_a_fresh_process(run_dir, 
     results = json.loads((run_dir / "results.json").read_text())
     last = _cli("evaluate", f"--run_dir={run_dir}", f"--output={tmp_path / 'test.csv'}")
     assert last.returncode == 0, last.stderr[-2000:]
-    assert f"test error {results['test_error']:.2f}% on 10000 images" in last.stdout
+    images = SMALL_FASHION_MNIST["test"]
+    assert f"test error {results['test_error']:.2f}% on {images} images" in last.stdout
     rows = _rows(tmp_path / "test.csv")
     wrong = sum(row["predicted_class"] != row["label"] for row in rows)
-    assert len(rows) == 10000 and 100 * wrong / 10000 == pytest.approx(results["test_error"])
+    assert len(rows) == images and 100 * wrong / images == pytest.approx(results["test_error"])
     assert [row["label"] for row in rows[:5]] == [str(y) for y in sources.load_fashion_mnist(
         ).test_labels[:5]]  # fmt: skip
     # The best weights are the validated ones: the EMA, not the raw weights of that step.

@@ -14,7 +14,7 @@ import pytest
 import ns3l_tf
 from ns3l_tf import cli
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
 
 
 def _clone(destination):
@@ -101,7 +101,8 @@ def test_console_scripts_train_a_preset_and_evaluate_it_from_another_directory(i
     evaluate = subprocess.run(
         [bin_dir / "ns3l-evaluate", "--run_dir=run"], cwd=cwd, capture_output=True, text=True
     )
-    assert evaluate.returncode == 0 and "on 10000 images" in evaluate.stdout, evaluate.stderr
+    images = f"on {SMALL_FASHION_MNIST['test']} images"
+    assert evaluate.returncode == 0 and images in evaluate.stdout, evaluate.stderr
 
 
 def test_without_tensorflow_the_scripts_say_which_extra_to_install(monkeypatch, capsys):

@@ -16,7 +16,7 @@ import pytest
 from ns3l_tf import cli, experiment, train, training
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
 
 BAD_FLAGS = [
     (["--ns3l_threshold=0"], "--ns3l_threshold=0.0: must be in the open interval (0, 1)"),
@@ -152,7 +152,7 @@ def test_cli_end_to_end(tmp_path):
     results = json.loads((output_dir / "results.json").read_text())
     assert results["steps"] == 20 and results["seconds"] > 0
     assert (results["num_labeled"], results["num_validation"]) == (2000, 1000)
-    assert results["num_unlabeled"] == 60000 - 2000 - 1000
+    assert results["num_unlabeled"] == SMALL_FASHION_MNIST["train"] - 2000 - 1000
     assert [r["step"] for r in results["history"]] == [10, 20]
     best = min(results["history"], key=lambda r: r["val_error"])
     assert results["best_val_test_error"] == best["test_error"]
@@ -185,14 +185,20 @@ def test_cli_end_to_end(tmp_path):
     assert evaluation["test/best"]["error"] == pytest.approx(
         results["best_val_test_error"], abs=1e-4
     )
-    assert evaluation["test/last"]["images"] == 10000 and evaluation["test/last"]["ece_bins"] == 15
-    assert sum(map(sum, evaluation["test/last"]["confusion_matrix"])) == 10000
+    test_images = SMALL_FASHION_MNIST["test"]
+    assert evaluation["test/last"]["images"] == test_images
+    assert evaluation["test/last"]["ece_bins"] == 15
+    assert sum(map(sum, evaluation["test/last"]["confusion_matrix"])) == test_images
     split = np.load(output_dir / "split.npz")
-    assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [2000, 57000, 1000]
+    assert [len(split[k]) for k in ("labeled", "unlabeled", "validation")] == [
+        2000,
+        results["num_unlabeled"],
+        1000,
+    ]
     checkpoints = sorted(os.listdir(output_dir / "checkpoints"))
     assert checkpoints == ["best.weights.h5", "state-000000020.npz", "state.json"]
     assert json.loads((output_dir / "config.json").read_text())["train_steps"] == 20
-    assert results["data"]["directory"] == "/usr/share/datasets/fashion-mnist"
+    assert results["data"]["directory"] == os.environ["NS3L_TEST_FASHION_MNIST_DIR"]
 
 
 @pytest.mark.parametrize(
