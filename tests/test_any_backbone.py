@@ -82,15 +82,15 @@ def test_auxiliary_passes_leave_any_backbones_statistics_to_the_updating_pass(
 def test_any_backbone_trains_and_round_trips(backbone, tmp_path):
     # ResNet50 overshoots at 0.01 on some CPUs (an AMX machine: loss 5.35 -> 5.45 over the two
     # epochs; 4.37 -> 3.79 at 0.001): its 16-image batch statistics make SGD steps large.
-    model = _model(backbone, "vat+ns3l", learning_rate=0.001 if backbone == "resnet50" else 0.01)
-    stream = tf.data.Dataset.from_tensors(_batch("vat+ns3l", n=16)).repeat()
+    model = _model(backbone, "ns3l", learning_rate=0.001 if backbone == "resnet50" else 0.01)
+    stream = tf.data.Dataset.from_tensors(_batch("ns3l", n=16)).repeat()
     history = model.fit(stream, steps_per_epoch=3, epochs=2, verbose=0).history
     assert history["loss"][-1] < history["loss"][0], history["loss"]
     model.save(tmp_path / "model.keras")
     import ns3l_tf
 
     loaded = ns3l_tf.load_model(str(tmp_path / "model.keras"))
-    images = _batch("vat+ns3l")[0][0]
+    images = _batch("ns3l")[0][0]
     np.testing.assert_allclose(loaded(images), model(images), rtol=1e-4, atol=1e-5)
 
 
