@@ -16,8 +16,10 @@ from .lab_methods import LAB_METHODS
 
 
 def _command(module, *argv, cwd):
-    """`(argv, env)` of `python -m module argv` that can import the modules in `cwd`."""
-    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO_ROOT}"}
+    """`(argv, env)` of `python -m module argv` that can import the modules in `cwd` (and
+    reads the tests' small Fashion-MNIST, whose hook is on the tests' `PYTHONPATH`)."""
+    paths = [str(cwd), REPO_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     return [sys.executable, "-m", module, *argv], env
 
 
