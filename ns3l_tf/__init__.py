@@ -22,7 +22,7 @@ import importlib
 from ns3l_tf import registration
 from ns3l_tf.requirements import MISSING_TENSORFLOW
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Public name → the module that defines it ("" for the submodule of that name).
 _PUBLIC = {
