@@ -6,12 +6,13 @@ code 2, runtime failures (corrupt data, divergence, a full disk) with 1, an inte
 `--verbose` or `NS3L_VERBOSE=1`.
 """
 
+import atexit
 import json
 import os
 import signal
 import sys
 
-from absl import flags
+from absl import app, flags
 
 from ns3l_tf import flagfiles, requirements
 from ns3l_tf.settings import ConfigError
@@ -155,8 +156,6 @@ def parse_flags(argv: list[str], define_flags=None) -> list[str]:
       define_flags: called with the expanded flags before parsing, to define flags they
         make known (`config.define_methods_flags`: those of a `--methods_module`); may
         raise `ConfigError`.
-
-    Pass as `app.run(main, flags_parser=parse_flags)`.
     """
     try:
         args = flagfiles.expand(argv[1:])
@@ -185,8 +184,6 @@ def flags_parser(module_name: str, define_flags=None):
     """`parse_flags` for the command line of `module_name`, answering `--help` (its
     docstring and flags, exit 0, also from a console script) and `--version` first;
     `define_flags` as in `parse_flags`.
-
-    Pass as `app.run(main, flags_parser=cli.flags_parser(__name__))`.
     """
 
     def parse(argv: list[str]) -> list[str]:
@@ -202,6 +199,29 @@ def flags_parser(module_name: str, define_flags=None):
         return parse_flags(argv, define_flags)
 
     return parse
+
+
+def run(main, module_name: str, define_flags=None) -> None:
+    """Runs a command line, `app.run(main)` with `flags_parser(module_name, define_flags)`,
+    and ends the process with its exit code.
+
+    The end skips the interpreter's teardown: once TensorFlow or JAX is loaded it spends about a
+    second destroying objects whose work is done. The exit handlers still run (a JAX cluster's
+    shutdown, logging's flush) and standard output and error are flushed; every file the
+    package writes is closed before `main` returns or raises `SystemExit`. An exception other
+    than `SystemExit` ends the process as usual, with its traceback.
+    """
+    try:
+        app.run(main, flags_parser=flags_parser(module_name, define_flags))
+        code = 0
+    except SystemExit as exit:
+        if exit.code is not None and not isinstance(exit.code, int):
+            raise  # a message: Python prints it and exits with 1
+        code = exit.code or 0
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def reject_arguments(argv: list[str]) -> None:

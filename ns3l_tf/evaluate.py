@@ -26,7 +26,7 @@ import csv
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from ns3l_tf import cli, io_utils
 from ns3l_tf import run_dir as run_dir_lib
@@ -156,7 +156,7 @@ def main(argv):
 
 def run():
     """The `ns3l-evaluate` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__))
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

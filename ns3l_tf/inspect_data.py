@@ -12,7 +12,7 @@ import os
 import pathlib
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from ns3l_tf import cli, io_utils
 from ns3l_tf import config as config_lib
@@ -109,7 +109,7 @@ def main(argv):
 
 def run():
     """The `ns3l-data` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
+    cli.run(main, __name__, config_lib.define_methods_flags)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ is `ns3l_tf.training.run`; see there for what it writes.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from ns3l_tf import cli, io_utils
 from ns3l_tf import config as config_lib
@@ -100,7 +100,7 @@ def _train(config, data, run_dir) -> None:
 
 def run():
     """The `ns3l-train` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
+    cli.run(main, __name__, config_lib.define_methods_flags)
 
 
 if __name__ == "__main__":

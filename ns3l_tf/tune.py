@@ -18,7 +18,7 @@ the test error of the best one) and `best.cfg`, a complete flagfile of the best 
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from ns3l_tf import cli
 from ns3l_tf import config as config_lib
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
 
 def run():
     """The `ns3l-tune` console script."""
-    app.run(main, flags_parser=cli.flags_parser(__name__, config_lib.define_methods_flags))
+    cli.run(main, __name__, config_lib.define_methods_flags)
 
 
 if __name__ == "__main__":
