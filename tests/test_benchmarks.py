@@ -433,6 +433,23 @@ def _script(name, *argv, timeout=600):
     return result.stdout
 
 
+def test_the_readmes_headline_is_the_ten_seed_reports():
+    """The README's Table 5 figures are those of `table5_ten_seeds.json`, as it rounds them."""
+    with open(os.path.join(REPO_ROOT, "benchmarks", "results", "table5_ten_seeds.json")) as f:
+        rows = json.load(f)["rows"]
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as f:
+        readme = " ".join(f.read().split())
+    for row in ("oracle3", "threshold_003"):
+        test = rows[row]["paired_test_to_supervised"]
+        assert test["n"] == 10
+        low, high = test["ci95"]
+        assert f"by {abs(test['mean']):.2f} points" in readme.replace("**", "")
+        assert f"[−{abs(low):.2f}, −{abs(high):.2f}]" in readme
+    threshold = rows["threshold_003"]["paired_test_to_supervised"]
+    assert f"better on {threshold['negative']} of 10, sign test p = " in readme
+    assert f"p = {threshold['sign_test_p']:.2f}" in readme
+
+
 @pytest.mark.large
 def test_step_time_times_a_row_of_each_kind(tmp_path):
     # Supervised, a base with a second forward pass (VAT), MixMatch's views and mixing, and
