@@ -52,6 +52,18 @@ def small_fashion_mnist_for_started_runs(fmnist_raw, tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache_for_started_runs(tmp_path_factory):
+    """The JAX processes the tests start share compiled steps through JAX's persistent cache
+    (a killed run and its rerun compile the same programs): `tests/backends/test_jax_cli.py`
+    took 65 s with it, 72 s without. Each xdist worker has its own cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def small_data(fmnist_raw):
     """A real subset: 500 labeled, 4,000 unlabeled, 500 validation, 1,000 test images."""

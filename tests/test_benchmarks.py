@@ -510,7 +510,13 @@ def test_frozen_statistics_cost_runs(tmp_path):
 
 @pytest.mark.large
 def test_input_pipeline_runs(tmp_path):
-    _script("input_pipeline.py", "--batches=3", "--step_batches=1", f"--results_dir={tmp_path}")
+    _script(
+        "input_pipeline.py",
+        "--batches=3",
+        "--step_batches=1",
+        "--batch_size=16",
+        f"--results_dir={tmp_path}",
+    )
     report = json.loads((tmp_path / "input_pipeline.json").read_text())
     assert report["pipeline_images_per_second"] > 0 and report["step_images_per_second"] > 0
 
