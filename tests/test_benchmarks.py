@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ import ns3l_tf.train  # noqa: F401 (defines the flags)
 from ns3l_tf import cli
 from ns3l_tf.config import config_from_flags
 
+from . import processes
 from .conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
@@ -298,7 +298,7 @@ def test_augment_placement_reports_finished_runs_only(tmp_path):
     command = [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "augment_placement.py")]
     command += [f"--runs_root={tmp_path / 'runs'}", f"--results_dir={tmp_path}", "--report_only"]
     command += ["--budgets=1560", "--seeds=1,2"]
-    empty = subprocess.run(command, capture_output=True, text=True)
+    empty = processes.run(command, capture_output=True, text=True)
     assert empty.returncode == 1
     assert empty.stderr.strip().splitlines()[-1] == (
         f"error: no finished run under --runs_root={tmp_path / 'runs'}; nothing to report"
@@ -311,7 +311,7 @@ def test_augment_placement_reports_finished_runs_only(tmp_path):
                 run = tmp_path / "runs" / directories[placement] / f"{name}_{steps}steps_seed{seed}"
                 run.mkdir(parents=True)
                 (run / "results.json").write_text(json.dumps(results))
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = processes.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     report = json.loads((tmp_path / "augment_placement.json").read_text())
     assert report["change"]["1560"]["threshold_003_views1"]["val"] == pytest.approx(
@@ -333,7 +333,7 @@ def test_table5_takes_its_budget_and_views_from_a_final_ablation_choice(tmp_path
     assert table5.budget_and_views(5000, 1, str(tmp_path / "absent.json")) == (5000, 1)
 
     ablation.write_text(json.dumps({"choice": {**choice, "final": False}}))
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "table5.py")]
         + [f"--ablation={ablation}", f"--runs_dir={tmp_path / 'runs'}", "--report_only"],
         capture_output=True,
@@ -407,7 +407,7 @@ def test_report_only_reports_the_finished_runs_and_starts_none(tmp_path):
         "supervised_1560steps_seed1",
     ]
 
-    empty = subprocess.run(
+    empty = processes.run(
         [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "table5.py"), "--report_only"]
         + [f"--runs_dir={tmp_path / 'none'}", f"--results_dir={tmp_path}"]
         + ["--steps=1560", "--views=2"],
@@ -422,7 +422,7 @@ def test_report_only_reports_the_finished_runs_and_starts_none(tmp_path):
 
 
 def _script(name, *argv, timeout=600):
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, os.path.join(REPO_ROOT, "benchmarks", name), *argv],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -1,6 +1,5 @@
 """`python -m ns3l_tf.inspect_data`: the split summary and the augmentation grid PNG."""
 
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,7 @@ from ns3l_tf import data as data_lib
 from ns3l_tf.config import Config
 from ns3l_tf.inspect_data import augmentation_grid, describe
 
+from . import processes
 from .conftest import REPO_ROOT, whole_fashion_mnist_env
 
 
@@ -38,7 +38,7 @@ def test_grid_holds_originals_then_augmentations(small_data):
 @pytest.mark.large
 def test_inspection_command_on_real_fashion_mnist(tmp_path):
     png = tmp_path / "grid.png"
-    result = subprocess.run(
+    result = processes.run(
         [
             sys.executable,
             "-m",
@@ -63,7 +63,7 @@ def test_inspection_command_on_real_fashion_mnist(tmp_path):
 
 
 def test_inspection_command_usage_error():
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "-m", "ns3l_tf.inspect_data", "--num_labeled=15"],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -18,6 +17,7 @@ import pytest
 from ns3l_tf import distribute, experiment
 from ns3l_tf.config import Config, ConfigError
 
+from . import processes
 from .conftest import REPO_ROOT
 
 # One SGD step on the same global batch (16 labeled + 16 unlabeled Fashion-MNIST images), on
@@ -117,7 +117,7 @@ MIRRORED_REPLICAS_AGREE = textwrap.dedent(
 
 def _python(code_or_args, env=None, timeout=300):
     command = [sys.executable, *code_or_args]
-    return subprocess.run(
+    return processes.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
@@ -186,12 +186,12 @@ def _start_workers(output_dir, train_steps):
     for index in range(2):
         task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         workers.append(
-            subprocess.Popen(
+            processes.Popen(
                 [sys.executable, *argv],
                 cwd=REPO_ROOT,
                 env={**os.environ, "TF_CONFIG": json.dumps(task)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=processes.PIPE,
+                stderr=processes.PIPE,
                 text=True,
             )
         )

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ import tensorflow as tf
 from ns3l_tf import inference
 from ns3l_tf.data import sources
 
+from . import processes
 from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
 
 # bfloat16 and a weight EMA: the model.keras and best weights must be the weights evaluated.
@@ -30,7 +30,7 @@ RUN_FLAGS = [
 
 
 def _cli(module, *args, cwd=REPO_ROOT):
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "-m", f"ns3l_tf.{module}", *args],
         cwd=cwd,
         capture_output=True,

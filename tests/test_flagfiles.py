@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from ns3l_tf import cli, flagfiles, train  # noqa: F401 (train defines the flags)
 from ns3l_tf.config import config_from_flags
 
+from . import processes
 from .conftest import REPO_ROOT
 
 TABLE1 = ["supervised", "pseudo_label", "vat", "vat_entmin", "ns3l", "vat_ns3l"]
@@ -218,7 +218,7 @@ def test_an_unknown_preset_lists_the_presets():
 
 
 def test_train_runs_a_preset_from_any_directory(tmp_path):
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "-m", "ns3l_tf.train", "--preset=fmnist_quick", "--train_steps=0"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

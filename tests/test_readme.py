@@ -4,12 +4,12 @@ README cannot drift from what is tested)."""
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from . import processes
 from .conftest import REPO_ROOT
 
 README = os.path.join(REPO_ROOT, "README.md")
@@ -47,7 +47,7 @@ def test_the_loading_example_reads_a_demo_run(tmp_path, monkeypatch):
         "--train_steps=4", "--eval_every=2", "--lr_decay_step=0", "--num_validation=200",
         f"--output_dir={tmp_path / 'runs' / 'demo'}",
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    done = processes.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     monkeypatch.chdir(tmp_path)
     raw_images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("uint8")

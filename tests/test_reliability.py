@@ -13,7 +13,6 @@ import shutil
 import signal
 import stat
 import struct
-import subprocess
 import sys
 import time
 
@@ -24,6 +23,7 @@ from ns3l_tf import io_utils
 from ns3l_tf.data import sources
 from ns3l_tf.run_dir import RunDirectory
 
+from . import processes
 from .conftest import REPO_ROOT, tensorboard_points
 
 # 24 steps of 16 + 16 images, evaluated every 8 steps, a checkpoint every 4.
@@ -45,16 +45,16 @@ def _command(output_dir, *flags):
 
 
 def _train(output_dir, *flags, timeout=600):
-    return subprocess.run(
+    return processes.run(
         _command(output_dir, *flags), cwd=REPO_ROOT, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
 
 
 def _start(output_dir, *flags):
-    return subprocess.Popen(
-        _command(output_dir, *flags), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+    return processes.Popen(
+        _command(output_dir, *flags), cwd=REPO_ROOT, stdout=processes.PIPE,
+        stderr=processes.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -368,7 +368,7 @@ def test_temporary_files_of_a_killed_writer_are_removed_when_the_run_reopens(tmp
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
-    made = subprocess.run(
+    made = processes.run(
         # Room for the split's indices (80 KB) and the first checkpoint (800 KB), not for the
         # best weights: HDF5 reports the full disk in its own words, with a traceback of its own
         # as the file it left open is closed at exit.
@@ -386,7 +386,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
         assert leftovers == []
         assert not (mount / "run" / "results.json").exists()
     finally:
-        subprocess.run(["umount", str(mount)], check=True)
+        processes.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_reads_alike_from_the_system_and_from_hdf5():

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -16,6 +15,7 @@ import pytest
 from ns3l_tf import cli, experiment, train, training
 from ns3l_tf.config import Config, ConfigError, config_from_flags
 
+from . import processes
 from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
 
 BAD_FLAGS = [
@@ -119,7 +119,7 @@ def test_default_output_dir_names_the_run():
 
 
 def _run_cli(*argv):
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "-m", "ns3l_tf.train", *argv],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -17,13 +17,13 @@ method's loss: their cases get 25× the gradient tolerance.
 """
 
 import os
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
 
+from .. import processes
 from . import two_steps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +38,7 @@ def run_on(backend: str, out_dir, initial=None) -> None:
     command = [sys.executable, os.path.join(HERE, "two_steps.py"), str(out_dir)]
     if initial is not None:
         command.append(f"--initial={initial}")
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    result = processes.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -127,6 +127,6 @@ def test_a_model_saved_on_either_backend_predicts_alike_on_the_other(both_backen
         "import keras; print(keras.backend.backend())"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    result = processes.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "jax"

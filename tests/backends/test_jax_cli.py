@@ -5,13 +5,13 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
+from .. import processes
 from .. import test_reliability as reliability
 from ..conftest import REPO_ROOT
 
@@ -96,7 +96,7 @@ def test_a_two_trial_bayesian_search_on_jax(tmp_path):
         f"--tune_dir={tune_dir}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
+    result = processes.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,13 +6,13 @@ same commands resume from the step both hold."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
+from .. import processes
 from ..conftest import REPO_ROOT
 from ..test_distribute import _free_ports
 
@@ -33,12 +33,12 @@ TINY = [
 
 
 def _start(output_dir, env):
-    return subprocess.Popen(
+    return processes.Popen(
         [sys.executable, "-m", "ns3l_tf.train", *TINY, f"--output_dir={output_dir}"],
         cwd=REPO_ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=processes.PIPE,
+        stderr=processes.PIPE,
         text=True,
     )
 

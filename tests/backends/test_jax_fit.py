@@ -2,10 +2,11 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+
+from .. import processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -13,9 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="module")
 def checks():
     pytest.importorskip("jax")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}  # as the script sets
     script = os.path.join(HERE, "jax_fit_checks.py")
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, script], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]

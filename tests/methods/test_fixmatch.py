@@ -2,7 +2,6 @@
 on top, against hand computations and independent NumPy code."""
 
 import signal
-import subprocess
 import sys
 
 import keras
@@ -14,6 +13,7 @@ from ns3l_tf.methods.flexmatch import FlexMatch, FlexMatchSettings, learning_eff
 from ns3l_tf.models.strong_augmentation import StrongAugmentation
 from ns3l_tf.settings import ConfigError
 
+from .. import processes
 from ..conftest import REPO_ROOT
 
 
@@ -228,16 +228,16 @@ def test_flexmatch_ns3l_from_its_flagfile_resumes_after_sigkill_with_its_state(t
         return model.flexmatch_selected_labels.numpy(), [np.asarray(v) for v in model.weights]
 
     reference = tmp_path / "reference"
-    done = subprocess.run(command(reference), cwd=REPO_ROOT, capture_output=True, text=True)
+    done = processes.run(command(reference), cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        command(killed), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    process = processes.Popen(
+        command(killed), cwd=REPO_ROOT, stdout=processes.PIPE, stderr=processes.PIPE
     )
     _wait_for_checkpoint(killed, process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    resumed = subprocess.run(command(killed), cwd=REPO_ROOT, capture_output=True, text=True)
+    resumed = processes.run(command(killed), cwd=REPO_ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _results(killed)["resumed_at_steps"] and _figures(_results(killed)) == _figures(
         _results(reference)

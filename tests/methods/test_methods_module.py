@@ -5,12 +5,12 @@ evaluated."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from .. import processes
 from ..conftest import REPO_ROOT
 from .lab_methods import LAB_METHODS
 
@@ -25,7 +25,7 @@ def _command(module, *argv, cwd):
 
 def _run(module, *argv, cwd):
     command, env = _command(module, *argv, cwd=cwd)
-    return subprocess.run(
+    return processes.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
 
@@ -61,8 +61,8 @@ def test_a_base_method_of_ones_own_trains_resumes_reruns_and_evaluates_from_the_
         f"--output_dir={output_dir}",
     ]
     command, env = _command("ns3l_tf.train", *train, cwd=tmp_path)
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    process = processes.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=processes.PIPE, stderr=processes.PIPE
     )
     _wait_for_checkpoint(output_dir, process)
     process.send_signal(signal.SIGKILL)
