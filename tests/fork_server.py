@@ -28,6 +28,7 @@ import socket
 import struct
 import sys
 import traceback
+import types
 
 # Imported before any fork: they are most of a fresh process's start-up, and none of them
 # starts a backend, a thread pool or a device (those begin in each forked program).
@@ -58,7 +59,8 @@ def _run_program(argv):
     elif argv[0] == "-c":
         sys.argv = ["-c", *argv[2:]]
         sys.path[0] = ""
-        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102
+        main = sys.modules["__main__"] = types.ModuleType("__main__")
+        exec(compile(argv[1], "<string>", "exec"), main.__dict__)  # noqa: S102
     else:
         sys.argv = list(argv)
         sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
@@ -91,9 +93,8 @@ def _become_program(request, descriptors, closed_sockets):
     os.environ.update(request["env"])
     if "sitecustomize" in sys.modules:  # a fresh process runs it with its own environment
         importlib.reload(sys.modules["sitecustomize"])
-    import numpy as np
-
-    np.random.seed()  # numpy's global generator would otherwise be the same in every fork
+    if "numpy" in sys.modules:  # its global generator would otherwise be the same in every fork
+        sys.modules["numpy"].random.seed()
     try:
         code = _run_program(request["argv"])
     except SystemExit as exit:
@@ -104,8 +105,9 @@ def _become_program(request, descriptors, closed_sockets):
     except BaseException:  # noqa: BLE001 (an uncaught error: its traceback and exit 1)
         traceback.print_exc()
         code = 1
-    preloaded = sys.modules["keras"].backend.backend()
-    if os.environ.get("KERAS_BACKEND", preloaded) != preloaded:  # a fresh process would differ
+    keras = sys.modules.get("keras")
+    preloaded = keras.backend.backend() if keras else None
+    if keras and os.environ.get("KERAS_BACKEND", preloaded) != preloaded:  # unlike a fresh run
         print(
             f"tests.fork_server: the program set KERAS_BACKEND={os.environ['KERAS_BACKEND']} "
             f"after Keras was imported on {preloaded}; start it with KERAS_BACKEND in its env",
@@ -142,7 +144,8 @@ def serve(address):
     """Accepts programs on the Unix socket `address` until the process that started this
     server ends."""
     for name in PRELOADED_MODULES:
-        importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # not installed: each program imports less
+            importlib.import_module(name)
     parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reporters are reaped without a wait
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
