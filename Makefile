@@ -33,20 +33,19 @@ demo: install data
 
 # Tests run in pytest-xdist processes. Each test module stays in one process (--dist
 # loadscope), so a module's shared trained run or two-backend comparison (scope="module"
-# fixtures) is computed once, not once per process. `make test` runs TEST_WORKERS of them: on 2
-# cores, 3 keep both busy while a test waits for a program it started (621 s, against 667 s
-# with 2). `make test-fast` runs FAST_TEST_WORKERS (70 s with 2, 80 s with 3), with fresh
-# interpreters: its programs stop at a usage error before importing TensorFlow, so starting
-# a fork server (tests/processes.py) would cost more than it saves there.
-TEST_WORKERS ?= 3
-FAST_TEST_WORKERS ?= 2
+# fixtures) is computed once, not once per process. On 2 cores two keep both about 93 % busy;
+# three gave 621 s once and 705 s on a fresh clone (the two-process JAX cluster's test then
+# took 154 s instead of 83 s), two 667 s and 680 s. `make test-fast` (70 s) uses fresh
+# interpreters: its programs stop at a usage error before importing TensorFlow, so starting a
+# fork server (tests/processes.py) would cost more than it saves there (91 s).
+TEST_WORKERS ?= 2
 
 test: install data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 # The unit tests alone (no test marked large): the quick answer while developing.
 test-fast: install data
-	NS3L_TEST_FRESH_PROCESSES=1 $(BIN)/python -m pytest -q -n $(FAST_TEST_WORKERS) \
+	NS3L_TEST_FRESH_PROCESSES=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) \
 		--dist loadscope -m "not large"
 
 # The documentation site in site/ (the flag reference is generated first, by docs/hooks.py).
