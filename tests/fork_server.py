@@ -51,7 +51,8 @@ def _receive_request(connection):
 
 
 def _run_program(argv):
-    """Runs `python ARGV...` in this process; returns its exit code."""
+    """Runs `python ARGV...` in this process (its exit code: that of the `SystemExit` it may
+    raise, else 0)."""
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]  # runpy puts the module's path in argv[0]
         sys.path[0] = os.getcwd()
@@ -65,7 +66,6 @@ def _run_program(argv):
         sys.argv = list(argv)
         sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
         runpy.run_path(argv[0], run_name="__main__")
-    return 0
 
 
 def _exit_code(exit):
@@ -96,7 +96,8 @@ def _become_program(request, descriptors, closed_sockets):
     if "numpy" in sys.modules:  # its global generator would otherwise be the same in every fork
         sys.modules["numpy"].random.seed()
     try:
-        code = _run_program(request["argv"])
+        _run_program(request["argv"])
+        code = 0
     except SystemExit as exit:
         code = _exit_code(exit)
     except KeyboardInterrupt:  # as Python does: the traceback, then death by SIGINT
@@ -134,10 +135,13 @@ def _serve_one(connection, listener):
         _become_program(request, descriptors, [connection, listener])
     for descriptor in descriptors:
         os.close(descriptor)
-    connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    _send_line(connection, {"pid": pid})
     _, status = os.waitpid(pid, 0)
-    connection.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
-    connection.sendall(b"\n")
+    _send_line(connection, {"returncode": os.waitstatus_to_exitcode(status)})
+
+
+def _send_line(connection, message):
+    connection.sendall(json.dumps(message).encode() + b"\n")
 
 
 def serve(address):

@@ -17,6 +17,7 @@ Tests that check what a program imports, or that time a start-up, use `subproces
 import atexit
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,35 +160,29 @@ class ForkedProcess:
 
     def _streams(self, stdin, stdout, stderr, text):
         """The program's three descriptors, and those of them this process closes once they
-        are sent."""
-        ours = []
-
-        def descriptor(spec, default):
-            if spec is None:
-                return default
-            if spec == DEVNULL:
-                ours.append(os.open(os.devnull, os.O_RDWR))
-                return ours[-1]
-            if spec == PIPE:
-                read_end, write_end = os.pipe()
-                ours.append(write_end)
-                mode = "r" if text else "rb"
-                return write_end, open(read_end, mode, closefd=True)
-            return spec if isinstance(spec, int) else spec.fileno()
-
+        are sent; a piped stream's read end becomes `self.stdout` / `self.stderr`."""
         if stdin == PIPE:
             raise ValueError("stdin=PIPE is not supported by tests.processes")
-        streams = [descriptor(stdin, 0)]
-        for index, spec in ((1, stdout), (2, stderr)):
-            if index == 2 and spec == STDOUT:
-                streams.append(streams[1])
-                continue
-            result = descriptor(spec, index)
-            if isinstance(result, tuple):
-                result, pipe = result
-                setattr(self, ("stdout", "stderr")[index - 1], pipe)
-            streams.append(result)
-        return streams, ours
+        sent, ours = [], []
+        for index, (name, spec) in enumerate(
+            (("stdin", stdin), ("stdout", stdout), ("stderr", stderr))
+        ):
+            if spec is None:
+                descriptor = index  # inherited, as subprocess does
+            elif name == "stderr" and spec == STDOUT:
+                descriptor = sent[1]
+            elif spec == DEVNULL:
+                descriptor = os.open(os.devnull, os.O_RDWR)
+                ours.append(descriptor)
+            elif spec == PIPE:
+                read_end, descriptor = os.pipe()
+                ours.append(descriptor)
+                pipe = open(read_end, "r" if text else "rb")  # noqa: SIM115 (closed by communicate)
+                setattr(self, name, pipe)
+            else:
+                descriptor = spec if isinstance(spec, int) else spec.fileno()
+            sent.append(descriptor)
+        return sent, ours
 
     def _line(self, timeout):
         """The server's next JSON line; `None` if none came within `timeout` seconds."""
@@ -259,10 +254,10 @@ class ForkedProcess:
             os.kill(self.pid, signal_number)
 
     def terminate(self):
-        self.send_signal(subprocess.signal.SIGTERM)
+        self.send_signal(signal.SIGTERM)
 
     def kill(self):
-        self.send_signal(subprocess.signal.SIGKILL)
+        self.send_signal(signal.SIGKILL)
 
     def __enter__(self):
         return self
