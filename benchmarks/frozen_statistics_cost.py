@@ -58,7 +58,7 @@ def time_row(backbone: str, row: str, restore: bool, steps: int, batch_size: int
     settings = {"ns3l_views": 2} if variant == "2views" else {}
     model = SSLModel(BACKBONES[backbone](), 10, algorithm=algorithm, seed=0, **settings)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model(np.zeros((1, *SHAPE), "float32"))
+    model.build_for_training()
     batch, _ = synthetic_batch(model, SHAPE, batch_size)
     batch = tf.nest.map_structure(tf.constant, batch)
     with contextlib.nullcontext() if restore else restore_switched_off():

@@ -63,7 +63,7 @@ def step_images_per_second(data, batch_size: int, steps: int):
         preprocessing=preprocessing.rescale(),  # the pipeline delivers raw images
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model(np.zeros((1, 32, 32, 3), "float32"))
+    model.build_for_training()  # before the trace: it would trace twice otherwise
     batches = list(data_lib.train_dataset(data, batch_size, batch_size, 0).take(steps + 2))
     model.make_train_function()
     step = model.train_function  # the tf.function that fit runs

@@ -185,9 +185,8 @@ def time_step(
         backbone, 10, algorithm=algorithm, seed=0, num_unlabeled=batch_size, **settings
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
-    model(np.zeros((1, *shape), "float32"))
     # Built before the step: a tf.function whose first trace creates variables traces twice.
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()
     batch, images = synthetic_batch(model, shape, batch_size)
     if backend.name() == "jax":
         flops = xla_step_flops(model, batch)

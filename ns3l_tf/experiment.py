@@ -123,8 +123,8 @@ def build_model(config: Config, data: data_lib.SSLData) -> SSLModel:
         **config.model_settings(),
     )
     model.compile(optimizer=build_optimizer(config))
-    model(np.zeros((1, *info.image_shape), "uint8"))  # build before fit (strategies, tuners)
-    model.optimizer.build(model.trainable_variables)  # so saved optimizer state loads back
+    # Built here, in the strategy's scope, so that saved optimizer state loads back.
+    model.build_for_training(info.image_shape)
     return model
 
 

@@ -22,8 +22,7 @@ def _model(small_data, ema=False):
         preprocessing=preprocessing.standardize(small_data.mean, small_data.std),
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=ema, ema_momentum=0.9))
-    model(np.zeros((1, 28, 28, 1), "uint8"))
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()
     return model
 
 

@@ -86,6 +86,49 @@ def test_metrics_reported_by_fit_and_evaluate(small_data):
     assert error == pytest.approx(100 * (1 - accuracy), abs=1e-4)
 
 
+@pytest.mark.parametrize("algorithm", ["ns3l", "fixmatch+ns3l"])
+def test_fit_traces_the_train_step_once_on_a_model_never_called(algorithm, monkeypatch):
+    # Keras builds an unbuilt model and optimizer inside the first trace, and TensorFlow
+    # traces a step that creates variables twice; `fit` builds them first.
+    keras.utils.set_random_seed(0)
+    model = SSLModel(models.small_cnn(), num_classes=10, algorithm=algorithm, num_unlabeled=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert not model.built and not model.optimizer.built
+    traces = []
+    original = SSLModel.train_step
+    monkeypatch.setattr(
+        SSLModel, "train_step", lambda self, *args: traces.append(1) or original(self, *args)
+    )
+    rng = np.random.default_rng(0)
+    x_u = rng.uniform(0, 255, (8, *((2,) if algorithm != "ns3l" else ()), 28, 28, 1))
+    unlabeled = {"images": x_u.astype("float32"), "indices": np.arange(8, dtype="int32")}
+    if algorithm == "ns3l":
+        unlabeled = unlabeled["images"]
+    batch = ((rng.uniform(0, 255, (8, 28, 28, 1)).astype("float32"), np.arange(8) % 10), unlabeled)
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=3, verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.iterations.numpy() == 3
+
+
+def test_a_subclassed_backbone_is_built_by_keras_in_fit():
+    class Backbone(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.dense(self.flatten(x))
+
+    model = SSLModel(Backbone(), num_classes=10)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build_for_training()  # no declared input shape: left to Keras
+    assert not model.built and not model.optimizer.built
+    images = np.zeros((4, 8, 8, 1), "float32")
+    history = model.fit(images, np.arange(4), batch_size=4, epochs=1, verbose=0).history
+    assert model.optimizer.built and np.isfinite(history["loss"][0])
+
+
 def test_zero_weight_turns_ns3l_off_and_needs_no_unlabeled_data(small_data):
     x_l, y_l, _ = fixed_batch(small_data)
     model = _model(ns3l_weight=0.0)

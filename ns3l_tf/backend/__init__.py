@@ -10,8 +10,8 @@ between TensorFlow and JAX is how a gradient is taken and where the model's stat
   to its traced value, `jax.value_and_grad` differentiates it, and the optimizer and metrics
   update through `stateless_apply` and the scope. `keras.distribution` shards the global batch.
 
-Each module provides `train_step`, `test_step`, `input_gradient`, `all_gather` and
-`num_replicas_in_sync`;
+Each module provides `train_step`, `test_step`, `input_gradient`, `all_gather`,
+`num_replicas_in_sync` and `variable_creation_scope`;
 `steps()` is the one for the running backend (`KERAS_BACKEND`, read when Keras is imported).
 """
 

@@ -9,6 +9,8 @@ draws) reads and writes the traced state; the new non-trainable values are read 
 the scope. Under `keras.distribution` the step sees the global batch, sharded over devices.
 """
 
+import contextlib
+
 import jax
 import keras
 import numpy as np
@@ -27,6 +29,11 @@ def all_gather(x):
 def input_gradient(fn, x):
     """`∇ₓ fn(x)` by `jax.grad` (nested inside the step's own `jax.value_and_grad`)."""
     return jax.grad(fn)(x)
+
+
+def variable_creation_scope(model):
+    """No scope: `keras.distribution` lays out each variable as it is created."""
+    return contextlib.nullcontext()
 
 
 def variable_groups(model):

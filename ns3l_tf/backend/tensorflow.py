@@ -25,6 +25,12 @@ def input_gradient(fn, x):
     return tape.gradient(value, x)
 
 
+def variable_creation_scope(model):
+    """The scope a model's variables are created in outside its train step: its
+    `tf.distribute` strategy's (the default strategy's where it has none)."""
+    return model.distribute_strategy.scope()
+
+
 def make_train_function(model, dataset, strategy):
     """`() → logs`: one `train_step` on the next batch of `dataset` on every replica of
     `strategy`, the logs averaged over replicas as `fit` does. The step is the `tf.function`

@@ -49,8 +49,7 @@ def train(algorithm: str, devices: list) -> dict:
         **methods.settings_for(algorithm, settings),
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model(np.zeros((1, 28, 28, 1), "float32"))
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()
     step = jax_steps.make_train_function(model, batches(model))
     for _ in range(3):
         logs = step()

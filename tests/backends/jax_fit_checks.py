@@ -28,8 +28,7 @@ def model_of(algorithm, learning_rate):
     settings = methods.settings_for(algorithm, {"ns3l_threshold": 0.05})
     model = SSLModel(models.small_cnn(), 10, algorithm=algorithm, seed=0, **settings)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate))
-    model(np.zeros((1, 28, 28, 1), "float32"))
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()
     return model
 
 

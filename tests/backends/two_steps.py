@@ -114,8 +114,7 @@ def run_case(name, initial_dir, out_dir):
     # from each backend's own generator (`tests/methods/test_fixmatch.py` checks the layer).
     model.strong_augmentation = None
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
-    model(np.zeros((1, 28, 28, 1), "float32"))
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()
     if initial_dir:
         with np.load(os.path.join(initial_dir, f"{name}.npz")) as initial:
             model.set_weights([initial[f"initial_{i}"] for i in range(len(model.weights))])

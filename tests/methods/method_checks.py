@@ -103,10 +103,7 @@ def build(algorithm, learning_rate=0.01, **kwargs):
         models.small_cnn(), 10, algorithm=algorithm, seed=0, num_unlabeled=1000, **kwargs
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    model(np.zeros((1, 28, 28, 1), "float32"))
-    # Built here, not in the first step: a `tf.function` whose first trace creates variables
-    # traces again (one trace of each check's step, not two).
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training()  # one trace of the step, not two
     return model
 
 
