@@ -41,6 +41,7 @@ RUN_TIME_VARIABLES = frozenset(
         "KERAS_DISTRIBUTION_NUM_PROCESSES",
         "KERAS_DISTRIBUTION_PROCESS_ID",
         "NS3L_DATA_DIR",
+        "XLA_FLAGS",  # read when a program first starts a JAX backend
     }
 )
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -216,7 +216,7 @@ def test_short_real_training_run_learns(small_data):
     )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     train = data_lib.train_dataset(small_data, batch_size=32, unlabeled_batch_size=32, seed=0)
-    history = model.fit(train, steps_per_epoch=60, epochs=5, verbose=0, shuffle=False).history
+    history = model.fit(train, steps_per_epoch=40, epochs=5, verbose=0, shuffle=False).history
     assert history["loss"][-1] < 0.6 * history["loss"][0]
     assert history["ns3l_negatives"][-1] > history["ns3l_negatives"][0]
     test = data_lib.eval_dataset(small_data.test_images, small_data.test_labels)

@@ -18,7 +18,7 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("data_parallel")
     command = [sys.executable, os.path.join(HERE, "data_parallel_steps.py"), str(out)]
     command.append(f"--algorithms={','.join(ALGORITHMS)}")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}  # as the script sets
+    env = {**os.environ, "KERAS_BACKEND": "jax"}  # as the script sets
     result = processes.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out

@@ -34,7 +34,7 @@ THREE_BATCH_PASS_FACTOR = 25.0
 
 
 def run_on(backend: str, out_dir, initial=None) -> None:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "KERAS_BACKEND": backend}
     command = [sys.executable, os.path.join(HERE, "two_steps.py"), str(out_dir)]
     if initial is not None:
         command.append(f"--initial={initial}")
@@ -126,7 +126,7 @@ def test_a_model_saved_on_either_backend_predicts_alike_on_the_other(both_backen
         "rtol=1e-4, atol=1e-4); "
         "import keras; print(keras.backend.backend())"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
     result = processes.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "jax"

@@ -36,7 +36,7 @@ def _start(output_dir, env):
     return processes.Popen(
         [sys.executable, "-m", "ns3l_tf.train", *TINY, f"--output_dir={output_dir}"],
         cwd=REPO_ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        env={**os.environ, **env},
         stdout=processes.PIPE,
         stderr=processes.PIPE,
         text=True,
