@@ -78,7 +78,7 @@ def _exit_code(exit):
     return 1
 
 
-def _become_program(request, descriptors, closed_sockets):
+def _become_program(request, descriptors, closed_sockets, address):
     """In the forked child: takes the request's streams, directory and environment, runs the
     program and ends the process as the interpreter would (exit handlers run, streams
     flushed)."""
@@ -89,8 +89,10 @@ def _become_program(request, descriptors, closed_sockets):
         os.dup2(descriptor, target)
         os.close(descriptor)
     os.chdir(request["cwd"])
+    server_env = dict(os.environ)
     os.environ.clear()
     os.environ.update(request["env"])
+    sys.modules["tests.processes"].route_subprocess_run(server_env, address)
     if "sitecustomize" in sys.modules:  # a fresh process runs it with its own environment
         importlib.reload(sys.modules["sitecustomize"])
     if "numpy" in sys.modules:  # its global generator would otherwise be the same in every fork
@@ -125,14 +127,14 @@ def _become_program(request, descriptors, closed_sockets):
     os._exit(code)
 
 
-def _serve_one(connection, listener):
+def _serve_one(connection, listener, address):
     """In a forked child that reports on one connection: forks the program, sends its pid,
     waits for it and sends its exit code."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     request, descriptors = _receive_request(connection)
     pid = os.fork()
     if pid == 0:
-        _become_program(request, descriptors, [connection, listener])
+        _become_program(request, descriptors, [connection, listener], address)
     for descriptor in descriptors:
         os.close(descriptor)
     _send_line(connection, {"pid": pid})
@@ -150,6 +152,7 @@ def serve(address):
     for name in PRELOADED_MODULES:
         with contextlib.suppress(ImportError):  # not installed: each program imports less
             importlib.import_module(name)
+    importlib.import_module("tests.processes")  # routes the programs' own subprocess.run
     parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reporters are reaped without a wait
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -167,7 +170,7 @@ def serve(address):
         sys.stderr.flush()
         if os.fork() == 0:
             try:
-                _serve_one(connection, listener)
+                _serve_one(connection, listener, address)
             finally:
                 os._exit(0)
         connection.close()

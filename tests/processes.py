@@ -10,6 +10,10 @@ server runs per xdist worker, per Keras backend (the program's `--backend` flag,
 (`RUN_TIME_VARIABLES`): a variable read while those libraries import takes effect as it would
 in a fresh process.
 
+A forked program's own `subprocess.run` of a Python program (a benchmark starting its training
+runs) is forked too, from the server that forked it where the environments agree
+(`route_subprocess_run`).
+
 Tests that check what a program imports, or that time a start-up, use `subprocess` itself.
 `NS3L_TEST_FRESH_PROCESSES=1` makes these functions start fresh interpreters too.
 """
@@ -89,14 +93,43 @@ class _Server:
 
 _servers = {}
 _servers_lock = threading.Lock()
+_subprocess_run = subprocess.run  # `route_subprocess_run` replaces subprocess.run in programs
+_SUPPORTED_OPTIONS = frozenset({"cwd", "env", "stdin", "stdout", "stderr", "text"})
+
+
+def _server_key(env):
+    return frozenset((k, v) for k, v in env.items() if k not in RUN_TIME_VARIABLES)
 
 
 def _server_for(env):
-    key = frozenset((k, v) for k, v in env.items() if k not in RUN_TIME_VARIABLES)
+    """The address of a server started with `env`, started by this process unless it is the
+    server that forked this program."""
+    key = _server_key(env)
     with _servers_lock:
         if key not in _servers:
             _servers[key] = _Server(env)
         return _servers[key].wait_until_ready()
+
+
+class _ForkingServer:
+    """The server that forked this program, as `_servers` holds the ones a process starts."""
+
+    def __init__(self, address):
+        self.address = address
+
+    def wait_until_ready(self):
+        return self.address
+
+    def stop(self):
+        pass
+
+
+def route_subprocess_run(server_env, server_address):
+    """Called in each forked program by the server (started with `server_env`, listening at
+    `server_address`) that forked it: the Python programs it starts with `subprocess.run`
+    are forked too, from that server where their environments agree."""
+    _servers[_server_key(server_env)] = _ForkingServer(server_address)
+    subprocess.run = run
 
 
 @atexit.register
@@ -274,7 +307,7 @@ class ForkedProcess:
 def Popen(args, **kwargs):  # noqa: N802 (named as subprocess.Popen, which it stands in for)
     """`subprocess.Popen(args, **kwargs)`, forked from a preloaded interpreter where `args`
     runs a Python program with this interpreter."""
-    if not _forkable(args) or set(kwargs) - {"cwd", "env", "stdin", "stdout", "stderr", "text"}:
+    if not _forkable(args) or set(kwargs) - _SUPPORTED_OPTIONS:
         return subprocess.Popen(args, **kwargs)
     return ForkedProcess(args, **kwargs)
 
@@ -282,8 +315,8 @@ def Popen(args, **kwargs):  # noqa: N802 (named as subprocess.Popen, which it st
 def run(args, *, capture_output=False, timeout=None, check=False, **kwargs):
     """`subprocess.run(args, ...)`, forked from a preloaded interpreter where `args` runs a
     Python program with this interpreter."""
-    if not _forkable(args):
-        return subprocess.run(
+    if not _forkable(args) or set(kwargs) - _SUPPORTED_OPTIONS:
+        return _subprocess_run(
             args, capture_output=capture_output, timeout=timeout, check=check, **kwargs
         )
     if capture_output:

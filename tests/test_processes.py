@@ -120,3 +120,24 @@ def test_other_commands_and_options_start_a_fresh_interpreter():
     assert result.stdout == "1\n"
     with processes.Popen(["true"]) as process:
         assert isinstance(process, subprocess.Popen)
+
+
+NESTED = (
+    "import json, subprocess, sys\n"
+    "nested = subprocess.run([sys.executable, '-c', 'import sys; print(\"tensorflow\" in "
+    "sys.modules)'], capture_output=True, text=True, check=True)\n"
+    "echo = subprocess.run(['echo', 'plain'], capture_output=True, text=True)\n"
+    "fed = subprocess.run([sys.executable, '-c', 'print(input())'], input='fed',\n"
+    "                     capture_output=True, text=True)\n"
+    "print(json.dumps([nested.stdout.strip(), echo.stdout.strip(), fed.stdout.strip()]))\n"
+)
+
+
+def test_a_programs_own_python_programs_are_forked_too():
+    # Forked from the server that forked the program (TensorFlow already imported); other
+    # commands, and options a fork does not take (input=), run as subprocess runs them.
+    result = processes.run([sys.executable, "-c", NESTED], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["True", "plain", "fed"]
+    fresh = subprocess.run([sys.executable, "-c", NESTED], capture_output=True, text=True)
+    assert json.loads(fresh.stdout) == ["False", "plain", "fed"]
