@@ -1,7 +1,11 @@
-"""Shared fixtures: real Fashion-MNIST (loaded once) and small real subsets of it."""
+"""Shared fixtures: real Fashion-MNIST (loaded once), small real subsets of it, and one
+finished training run for the tests that read one."""
 
+import fcntl
 import os
+import shutil
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -62,6 +66,48 @@ def jax_compilation_cache_for_started_runs(tmp_path_factory):
     patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     yield
     patch.undo()
+
+
+# The run `shared_run` trains once per test run: the preset, bfloat16 and a weight EMA (the
+# saved model and best weights must be the weights evaluated), evaluated at steps 10 and 20.
+SHARED_RUN_FLAGS = [
+    "--preset=fmnist_quick",
+    "--train_steps=20",
+    "--eval_every=10",
+    "--lr_decay_step=0",
+    "--num_validation=1000",
+    "--ema_decay=0.9",
+    "--precision=mixed_bfloat16",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_run(small_fashion_mnist_for_started_runs, tmp_path_factory):
+    """A function `(destination) → (run directory, stdout)`: a copy, at `destination`, of one
+    finished `ns3l_tf.train SHARED_RUN_FLAGS` run, trained once for all the xdist workers of
+    this test run (the first to need it trains it under a file lock), and the run's stdout."""
+    from . import processes
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by this run's workers
+    cache = root / "shared_run"
+    with open(root / "shared_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "stdout.txt").exists():
+            result = processes.run(
+                [sys.executable, "-m", "ns3l_tf.train", *SHARED_RUN_FLAGS,
+                 f"--output_dir={cache / 'run'}"],
+                cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr[-3000:]
+            (cache / "stdout.txt").write_text(result.stdout)
+
+    def copy(destination):
+        shutil.copytree(cache / "run", destination)
+        return destination, (cache / "stdout.txt").read_text()
+
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -15,18 +15,7 @@ from ns3l_tf import inference
 from ns3l_tf.data import sources
 
 from . import processes
-from .conftest import REPO_ROOT, SMALL_FASHION_MNIST
-
-# bfloat16 and a weight EMA: the model.keras and best weights must be the weights evaluated.
-RUN_FLAGS = [
-    "--preset=fmnist_quick",
-    "--train_steps=20",
-    "--eval_every=10",
-    "--lr_decay_step=0",
-    "--num_validation=1000",
-    "--ema_decay=0.9",
-    "--precision=mixed_bfloat16",
-]
+from .conftest import REPO_ROOT, SHARED_RUN_FLAGS, SMALL_FASHION_MNIST
 
 
 def _cli(module, *args, cwd=REPO_ROOT):
@@ -40,11 +29,9 @@ def _cli(module, *args, cwd=REPO_ROOT):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("evaluate") / "run"
-    result = _cli("train", *RUN_FLAGS, f"--output_dir={path}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return path
+def run_dir(shared_run, tmp_path_factory):
+    """The shared run (bfloat16, a weight EMA), copied: these tests add to its report."""
+    return shared_run(tmp_path_factory.mktemp("evaluate") / "run")[0]
 
 
 def _rows(path):
@@ -93,7 +80,9 @@ def test_a_damaged_run_file_is_one_line_naming_it(
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     (copy / damaged).write_bytes(content)
-    flags = [*RUN_FLAGS, f"--output_dir={copy}"] if command == "train" else [f"--run_dir={copy}"]
+    flags = (
+        [*SHARED_RUN_FLAGS, f"--output_dir={copy}"] if command == "train" else [f"--run_dir={copy}"]
+    )
     result = _cli(command, *flags)
     assert result.returncode == 1, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()

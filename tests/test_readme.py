@@ -4,12 +4,10 @@ README cannot drift from what is tested)."""
 
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
 
-from . import processes
 from .conftest import REPO_ROOT
 
 README = os.path.join(REPO_ROOT, "README.md")
@@ -40,15 +38,10 @@ def test_the_fit_example_trains(monkeypatch):
 
 
 @pytest.mark.large
-def test_the_loading_example_reads_a_demo_run(tmp_path, monkeypatch):
-    """`runs/demo` as `make demo` leaves it (here 4 steps of flags/fmnist_quick.cfg)."""
-    command = [
-        sys.executable, "-m", "ns3l_tf.train", "--flagfile=flags/fmnist_quick.cfg",
-        "--train_steps=4", "--eval_every=2", "--lr_decay_step=0", "--num_validation=200",
-        f"--output_dir={tmp_path / 'runs' / 'demo'}",
-    ]  # fmt: skip
-    done = processes.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_the_loading_example_reads_a_demo_run(shared_run, tmp_path, monkeypatch):
+    """`runs/demo` as `make demo` leaves it (here 20 steps of the flags/fmnist_quick.cfg
+    preset, tests/conftest.py)."""
+    shared_run(tmp_path / "runs" / "demo")
     monkeypatch.chdir(tmp_path)
     raw_images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("uint8")
     namespace = {"raw_images": raw_images}

@@ -137,18 +137,10 @@ def test_cli_usage_error_in_a_real_process():
 
 
 @pytest.mark.large
-def test_cli_end_to_end(tmp_path):
-    output_dir = tmp_path / "run"
-    result = _run_cli(
-        "--flagfile=flags/fmnist_quick.cfg",
-        "--train_steps=20",
-        "--eval_every=10",
-        "--lr_decay_step=15",
-        "--num_validation=1000",
-        f"--output_dir={output_dir}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "test error" in result.stdout
+def test_cli_end_to_end(shared_run, tmp_path):
+    # The preset's 20 steps (tests/conftest.py SHARED_RUN_FLAGS), evaluated at 10 and 20.
+    output_dir, stdout = shared_run(tmp_path / "run")
+    assert stdout.strip().splitlines()[-1].startswith("test error ")
     results = json.loads((output_dir / "results.json").read_text())
     assert results["steps"] == 20 and results["seconds"] > 0
     assert (results["num_labeled"], results["num_validation"]) == (2000, 1000)
