@@ -56,11 +56,19 @@ def small_fashion_mnist_for_started_runs(fmnist_raw, tmp_path_factory):
     patch.undo()
 
 
+def shared_by_workers(tmp_path_factory):
+    """The temporary directory every xdist worker of this test run sees (the run's own
+    where there are no workers)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def jax_compilation_cache_for_started_runs(tmp_path_factory):
     """The JAX processes the tests start share compiled steps through JAX's persistent cache
     (a killed run and its rerun compile the same programs): `tests/backends/test_jax_cli.py`
-    took 65 s with it, 72 s without. Each xdist worker has its own cache."""
+    took 65 s with it, 72 s without. Each xdist worker has its own cache (JAX writes an entry
+    in place, so a reader in the other worker could meet a half-written one)."""
     patch = pytest.MonkeyPatch()
     patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
     patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
@@ -88,9 +96,7 @@ def shared_run(small_fashion_mnist_for_started_runs, tmp_path_factory):
     this test run (the first to need it trains it under a file lock), and the run's stdout."""
     from . import processes
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by this run's workers
+    root = shared_by_workers(tmp_path_factory)
     cache = root / "shared_run"
     with open(root / "shared_run.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

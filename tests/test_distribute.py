@@ -180,6 +180,7 @@ def _start_workers(output_dir, train_steps):
         "--lr_decay_step=0",
         "--batch_size=16",
         "--unlabeled_batch_size=16",
+        "--num_validation=1000",
         f"--output_dir={output_dir}",
     ]
     workers = []
