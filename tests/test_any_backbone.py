@@ -72,9 +72,8 @@ def _model(backbone, algorithm, learning_rate=0.0, **kwargs):
 def test_auxiliary_passes_leave_any_backbones_statistics_to_the_updating_pass(
     backbone, algorithm, monkeypatch
 ):
-    check_statistics_come_from_one_pass(
-        lambda: _model(backbone, algorithm), _batch(algorithm), monkeypatch
-    )
+    model, replay = _model(backbone, algorithm), _model(backbone, algorithm)
+    check_statistics_come_from_one_pass(model, replay, _batch(algorithm), monkeypatch)
 
 
 @pytest.mark.large
