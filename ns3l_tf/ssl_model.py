@@ -320,7 +320,7 @@ class SSLModel(keras.Model):
 
         Keras would build them inside the first trace of the train step, and TensorFlow
         traces a `tf.function` that creates variables twice: ResNet-50's first step under
-        `fit` took 24 s, 13 s once built (2 cores). A backbone that declares no complete
+        `fit` took 24 s, 15 s once built (2 cores). A backbone that declares no complete
         input shape (a subclassed model not yet called) is left to Keras.
         """
         with backend.steps().variable_creation_scope(self):

@@ -14,6 +14,8 @@ from absl.testing import flagsaver
 
 from ns3l_tf import data as data_lib
 
+from . import processes
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -94,8 +96,6 @@ def shared_run(small_fashion_mnist_for_started_runs, tmp_path_factory):
     """A function `(destination) → (run directory, stdout)`: a copy, at `destination`, of one
     finished `ns3l_tf.train SHARED_RUN_FLAGS` run, trained once for all the xdist workers of
     this test run (the first to need it trains it under a file lock), and the run's stdout."""
-    from . import processes
-
     root = shared_by_workers(tmp_path_factory)
     cache = root / "shared_run"
     with open(root / "shared_run.lock", "w") as lock:
